@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Transports, backend side: how the core reaches one frontend's rings and
+ * buffers. Shaped after Xen (grant references, map/unmap with permissions,
+ * one event channel for both rings); the `local` transport implements the
+ * same operations on shared memory and eventfds.
+ *
+ * Threads: every operation is called from the owning controller's service
+ * thread, except map/unmap, which a completion may call from any thread
+ * (unmap) - implementations keep them thread-safe.
+ */
+#ifndef PVUSB_XPORT_H
+#define PVUSB_XPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "device.h"
+#include "usbif.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct pvusb_xport;
+
+/* One mapping of a request's segments. The transport owns `handle`. */
+struct pvusb_map {
+	void *handle;
+	uint8_t *addr;
+	uint32_t nseg;
+	bool writable;
+};
+
+struct pvusb_xport_ops {
+	const char *name;
+
+	/*
+	 * map: map `n` (1..16) segments, writable or read-only as the grant
+	 * must be (read-only for OUT data). On success fill iov[i] for each
+	 * segment (base = start of that segment's data, len = seg.length) and
+	 * return 0; on failure return a negative errno and map nothing (the
+	 * core answers the request with -ESHUTDOWN). Segments were already
+	 * checked for offset + length <= 4096.
+	 */
+	int (*map)(struct pvusb_xport *xp, const struct usbif_request_segment *seg, unsigned n,
+		   bool writable, struct pvusb_map *m, struct pvusb_iov *iov);
+
+	/* unmap: undo map. Must finish before the request's response is
+	 * posted (spec A.7). Any thread. */
+	void (*unmap)(struct pvusb_xport *xp, struct pvusb_map *m);
+
+	/* notify: raise the event channel towards the frontend. Any thread. */
+	void (*notify)(struct pvusb_xport *xp);
+
+	/* ack: consume the pending event on event_fd before looking at the
+	 * rings (eventfd read, evtchn unmask). */
+	void (*ack)(struct pvusb_xport *xp);
+
+	/* close: unmap both rings, unbind the event channel, free xp. Every
+	 * request mapping has been unmapped before. */
+	void (*close)(struct pvusb_xport *xp);
+};
+
+/* A connected frontend, as the transport hands it to the core. */
+struct pvusb_xport {
+	const struct pvusb_xport_ops *ops;
+	void *urb_ring;  /* the mapped urb ring page (4096 bytes) */
+	void *conn_ring; /* the mapped conn ring page */
+	int event_fd;    /* readable when the frontend notifies */
+	char peer[64];   /* who is on the other side, for logs */
+	uint64_t maps_live; /* grant mappings not yet unmapped (tests check 0) */
+};
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One URB's life (design.md section 1): take, copy, validate, resolve, map,
+ * submit, complete. Every request taken from the ring gets exactly one
+ * response, whichever path it leaves by.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hc_internal.h"
+#include "util/log.h"
+
+/* ---- buffer helpers for devices ---- */
+
+static size_t iov_copy(struct pvusb_iov *iov, unsigned niov, size_t off, void *flat, size_t n,
+		       bool to_iov)
+{
+	size_t done = 0;
+	for (unsigned i = 0; i < niov && done < n; i++) {
+		if (off >= iov[i].len) {
+			off -= iov[i].len;
+			continue;
+		}
+		size_t chunk = iov[i].len - off;
+		if (chunk > n - done)
+			chunk = n - done;
+		if (to_iov)
+			memcpy(iov[i].base + off, (uint8_t *)flat + done, chunk);
+		else
+			memcpy((uint8_t *)flat + done, iov[i].base + off, chunk);
+		done += chunk;
+		off = 0;
+	}
+	return done;
+}
+
+size_t pvusb_xfer_copy_to(struct pvusb_xfer *x, size_t off, const void *src, size_t n)
+{
+	if (x->contig) {
+		if (off >= x->length)
+			return 0;
+		if (n > x->length - off)
+			n = x->length - off;
+		memcpy(x->contig + off, src, n);
+		return n;
+	}
+	return iov_copy(x->iov, x->niov, off, (void *)src, n, true);
+}
+
+size_t pvusb_xfer_copy_from(const struct pvusb_xfer *x, size_t off, void *dst, size_t n)
+{
+	if (x->contig) {
+		if (off >= x->length)
+			return 0;
+		if (n > x->length - off)
+			n = x->length - off;
+		memcpy(dst, x->contig + off, n);
+		return n;
+	}
+	return iov_copy((struct pvusb_iov *)x->iov, x->niov, off, dst, n, false);
+}
+
+/* ---- responses ---- */
+
+void hc_set_broken(struct pvusb_hc *hc, const char *why)
+{
+	if (hc->broken)
+		return;
+	hc->broken = true;
+	snprintf(hc->broken_reason, sizeof(hc->broken_reason), "%s", why);
+	log_err("controller %s/%u: frontend broke the ring protocol (%s); rings abandoned",
+		hc->cfg.frontend, hc->cfg.devid, why);
+}
+
+/* Post one response; rsp_lock held. Returns whether to notify. */
+static bool post_response_locked(struct pvusb_hc *hc, uint16_t id, int32_t status, int32_t actual,
+				 uint16_t start_frame, int32_t error_count)
+{
+	hc->st.responses++;
+	if (hc->broken)
+		return false;
+	struct usbif_urb_response *rsp = usbif_ring_slot(&hc->urb, hc->urb.prod_pvt);
+	usbif_rsp_fill(rsp, id, status, actual, start_frame, error_count);
+	__atomic_store_n(&hc->urb.prod_pvt, hc->urb.prod_pvt + 1, __ATOMIC_RELEASE);
+	return usbif_back_push_responses(&hc->urb);
+}
+
+/* Answer a request that never got a slot (refused, unlink, SET_ADDRESS). */
+static void respond_now(struct pvusb_hc *hc, uint16_t id, int32_t status)
+{
+	pthread_mutex_lock(&hc->rsp_lock);
+	bool notify = post_response_locked(hc, id, status, 0, 0, 0);
+	pthread_mutex_unlock(&hc->rsp_lock);
+	if (notify)
+		hc->xp->ops->notify(hc->xp);
+}
+
+static void refuse(struct pvusb_hc *hc, uint16_t id, int32_t status, enum hc_log_cause cause,
+		   const char *what)
+{
+	hc->st.refused++;
+	pvusb_log_once(&hc->log_mask, cause, PVUSB_LOG_WARN,
+		       "controller %s/%u: refusing %s with status %d (logged once)", hc->cfg.frontend,
+		       hc->cfg.devid, what, status);
+	respond_now(hc, id, status);
+}
+
+static void apply_short_not_ok(struct pvusb_xfer *x)
+{
+	if (x->actual_length > x->length)
+		x->actual_length = x->length;
+	if (x->status == 0 && x->in && (x->flags & USBIF_SHORT_NOT_OK) &&
+	    (x->type == USBIF_PIPE_TYPE_BULK || x->type == USBIF_PIPE_TYPE_INT) &&
+	    x->actual_length < x->length)
+		x->status = USBIF_STATUS_REMOTEIO;
+}
+
+static void unmap_slot(struct pvusb_hc *hc, struct hc_slot *s)
+{
+	if (s->desc_mapped) {
+		if (s->xfer.npackets)
+			iov_copy(s->desc_iov, s->desc_niov, 0, s->iso,
+				 s->xfer.npackets * sizeof(struct usbif_iso_desc), true);
+		hc->xp->ops->unmap(hc->xp, &s->desc_map);
+		s->desc_mapped = false;
+	}
+	if (s->data_mapped) {
+		hc->xp->ops->unmap(hc->xp, &s->data_map);
+		s->data_mapped = false;
+	}
+}
+
+void pvusb_xfer_complete(struct pvusb_xfer *x)
+{
+	struct hc_slot *s = (struct hc_slot *)x; /* xfer is the slot's first member */
+	struct pvusb_hc *hc = s->hc;
+	unsigned idx = (unsigned)(s - hc->slots);
+
+	apply_short_not_ok(x);
+	unmap_slot(hc, s); /* every grant unmapped before the response (A.7) */
+
+	pthread_mutex_lock(&hc->rsp_lock);
+	bool notify = post_response_locked(hc, s->id, x->status, (int32_t)x->actual_length,
+					   x->type == USBIF_PIPE_TYPE_ISOC ? x->rsp_start_frame : 0,
+					   x->type == USBIF_PIPE_TYPE_ISOC ? x->error_count : 0);
+	struct hc_port *p = &hc->ports[s->port];
+	p->inflight--;
+	bool wake = p->detaching && p->inflight == 0;
+	__atomic_and_fetch(&hc->busy_mask, ~(1u << idx), __ATOMIC_RELEASE);
+	wake = wake || hc->deferred;
+	pthread_mutex_unlock(&hc->rsp_lock);
+
+	if (notify)
+		hc->xp->ops->notify(hc->xp);
+	if (wake)
+		hc_wake(hc);
+}
+
+/* ---- resolving the device ---- */
+
+static int set_address(struct pvusb_hc *hc, unsigned port, uint16_t new_addr)
+{
+	struct hc_port *p = &hc->ports[port];
+	if (new_addr > USBIF_MAX_ADDR)
+		return USBIF_STATUS_INVAL;
+	if (p->guest_addr)
+		hc->addr_port[p->guest_addr] = 0; /* drop the old one (E.1) */
+	p->guest_addr = 0;
+	if (new_addr == 0)
+		return 0;
+	unsigned other = hc->addr_port[new_addr];
+	if (other)
+		hc->ports[other].guest_addr = 0; /* the guest reused the address */
+	hc->addr_port[new_addr] = (uint8_t)port;
+	p->guest_addr = (uint8_t)new_addr;
+	return 0;
+}
+
+static bool is_set_address(const struct usbif_req *r)
+{
+	return r->pipe.type == USBIF_PIPE_TYPE_CTRL && r->raw.u.ctrl[0] == 0x00 &&
+	       r->raw.u.ctrl[1] == USB_REQ_SET_ADDRESS;
+}
+
+/* The port a request is for (E.1), or 0 with *status set. */
+static unsigned resolve_port(struct pvusb_hc *hc, const struct usbif_req *r, int32_t *status)
+{
+	unsigned port = r->pipe.devaddr ? hc->addr_port[r->pipe.devaddr] : r->pipe.port;
+	struct hc_port *p = &hc->ports[port];
+	if (port == 0 || !p->dev || p->detaching) {
+		*status = USBIF_STATUS_NODEV;
+		return 0;
+	}
+	return port;
+}
+
+static void handle_unlink(struct pvusb_hc *hc, const struct usbif_req *r)
+{
+	int32_t status = 0;
+	unsigned port = resolve_port(hc, r, &status);
+	if (!port) {
+		respond_now(hc, r->raw.id, status);
+		return;
+	}
+	uint32_t busy = __atomic_load_n(&hc->busy_mask, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < USB_URB_RING_SIZE; i++) {
+		struct hc_slot *s = &hc->slots[i];
+		if ((busy & (1u << i)) && s->id == r->raw.u.unlink.unlink_id && s->port == port &&
+		    !s->cancelled) {
+			s->cancelled = true;
+			s->xfer.dev->ops->cancel(s->xfer.dev, &s->xfer);
+			break;
+		}
+	}
+	/* the target, if any, answers on its own; this answers the unlink */
+	respond_now(hc, r->raw.id, 0);
+}
+
+static bool id_in_flight(struct pvusb_hc *hc, uint16_t id)
+{
+	uint32_t busy = __atomic_load_n(&hc->busy_mask, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < USB_URB_RING_SIZE; i++)
+		if ((busy & (1u << i)) && hc->slots[i].id == id)
+			return true;
+	return false;
+}
+
+/* ---- mapping and submitting ---- */
+
+static struct hc_slot *take_slot(struct pvusb_hc *hc)
+{
+	uint32_t busy = __atomic_load_n(&hc->busy_mask, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < USB_URB_RING_SIZE; i++)
+		if (!(busy & (1u << i)))
+			return &hc->slots[i];
+	return NULL; /* cannot happen: A.6 bounds requests in flight by N */
+}
+
+static void fill_xfer(struct pvusb_xfer *x, const struct usbif_req *r, struct pvusb_dev *dev)
+{
+	x->dev = dev;
+	x->type = r->pipe.type;
+	x->endpoint = r->pipe.endpoint;
+	x->in = r->pipe.in;
+	x->flags = r->raw.transfer_flags & USBIF_SHORT_NOT_OK; /* B.4: ignore the rest */
+	memcpy(x->setup, r->raw.u.ctrl, 8);
+	x->length = r->data_len;
+	x->contig = NULL;
+	x->niov = 0;
+	x->interval = r->pipe.type == USBIF_PIPE_TYPE_CTRL ? 0 : r->raw.u.isoc.interval;
+	x->start_frame = 0;
+	x->npackets = 0;
+	x->iso = NULL;
+	x->status = 0;
+	x->actual_length = 0;
+	x->error_count = 0;
+	x->rsp_start_frame = 0;
+	x->dev_priv = NULL;
+}
+
+static bool iov_contiguous(const struct pvusb_iov *iov, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++)
+		if (iov[i - 1].base + iov[i - 1].len != iov[i].base)
+			return false;
+	return true;
+}
+
+static int map_data(struct pvusb_hc *hc, struct hc_slot *s, const struct usbif_req *r)
+{
+	unsigned n = r->raw.nr_buffer_segs;
+	if (n == 0 || r->data_len == 0)
+		return 0;
+	struct pvusb_xfer *x = &s->xfer;
+	/* IN data is written by us; OUT data is only read, and mapped so (A.7) */
+	int rc = hc->xp->ops->map(hc->xp, r->raw.seg, n, r->pipe.in, &s->data_map, x->iov);
+	if (rc < 0)
+		return rc;
+	s->data_mapped = true;
+	x->niov = n;
+	if (iov_contiguous(x->iov, n))
+		x->contig = x->iov[0].base;
+	return 0;
+}
+
+/* Copy the frame descriptors in once and check each packet lies inside the
+ * buffer; the device only ever sees the private copy. */
+static int map_iso(struct pvusb_hc *hc, struct hc_slot *s, const struct usbif_req *r)
+{
+	if (r->nr_desc_segs == 0)
+		return 0;
+	int rc = hc->xp->ops->map(hc->xp, r->raw.seg + r->raw.nr_buffer_segs, r->nr_desc_segs, true,
+				  &s->desc_map, s->desc_iov);
+	if (rc < 0)
+		return rc;
+	s->desc_mapped = true;
+	s->desc_niov = r->nr_desc_segs;
+	struct pvusb_xfer *x = &s->xfer;
+	uint32_t np = r->raw.u.isoc.number_of_packets;
+	iov_copy(s->desc_iov, s->desc_niov, 0, s->iso, np * sizeof(struct usbif_iso_desc), false);
+	for (uint32_t k = 0; k < np; k++) {
+		struct usbif_iso_desc *d = &s->iso[k];
+		if (d->offset > r->data_len || d->length > r->data_len - d->offset)
+			return -EINVAL;
+		d->actual_length = 0;
+		d->status = 0;
+	}
+	x->npackets = np;
+	x->iso = s->iso;
+	x->start_frame = r->raw.u.isoc.start_frame;
+	return 0;
+}
+
+static void mark_busy(struct pvusb_hc *hc, struct hc_slot *s, unsigned port)
+{
+	unsigned idx = (unsigned)(s - hc->slots);
+	pthread_mutex_lock(&hc->rsp_lock);
+	hc->ports[port].inflight++;
+	__atomic_or_fetch(&hc->busy_mask, 1u << idx, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&hc->rsp_lock);
+}
+
+static void submit(struct pvusb_hc *hc, const struct usbif_req *r, unsigned port)
+{
+	struct hc_slot *s = take_slot(hc);
+	if (!s) {
+		refuse(hc, r->raw.id, USBIF_STATUS_SHUTDOWN, LOG_MALFORMED, "request beyond ring size");
+		return;
+	}
+	struct pvusb_dev *dev = hc->ports[port].dev;
+	s->id = r->raw.id;
+	s->port = (uint8_t)port;
+	s->cancelled = false;
+	fill_xfer(&s->xfer, r, dev);
+	mark_busy(hc, s, port);
+
+	int rc = map_data(hc, s, r);
+	if (rc == 0 && r->pipe.type == USBIF_PIPE_TYPE_ISOC)
+		rc = map_iso(hc, s, r);
+	if (rc < 0) {
+		pvusb_log_once(&hc->log_mask, LOG_MAP_FAILED, PVUSB_LOG_WARN,
+			       "controller %s/%u: cannot map request buffers (%s); answering -ESHUTDOWN",
+			       hc->cfg.frontend, hc->cfg.devid, strerror(-rc));
+		hc->st.refused++;
+		s->xfer.status = USBIF_STATUS_SHUTDOWN;
+		pvusb_xfer_complete(&s->xfer);
+		return;
+	}
+	if (r->pipe.type == USBIF_PIPE_TYPE_ISOC && s->xfer.npackets == 0) {
+		pvusb_xfer_complete(&s->xfer); /* empty isochronous URB: nothing to move */
+		return;
+	}
+	rc = dev->ops->submit(dev, &s->xfer);
+	if (rc < 0) {
+		s->xfer.status = rc;
+		s->xfer.actual_length = 0;
+		pvusb_xfer_complete(&s->xfer);
+	}
+}
+
+static void handle_request(struct pvusb_hc *hc, const void *ring_slot)
+{
+	struct usbif_req r;
+	int rc = usbif_req_copy_validate(ring_slot, hc->cfg.num_ports, &r);
+	hc->urb.cons++;
+	hc->st.requests++;
+	if (rc) {
+		refuse(hc, r.raw.id, rc,
+		       rc == USBIF_STATUS_NODEV ? LOG_BAD_PORT
+		       : rc == USBIF_STATUS_INVAL ? LOG_BAD_PIPE : LOG_MALFORMED,
+		       "a malformed request");
+		return;
+	}
+	if (id_in_flight(hc, r.raw.id)) {
+		refuse(hc, r.raw.id, USBIF_STATUS_INVAL, LOG_DUP_ID, "a request whose id is in flight");
+		return;
+	}
+	if (r.pipe.unlink) {
+		handle_unlink(hc, &r);
+		return;
+	}
+	int32_t status = 0;
+	unsigned port = resolve_port(hc, &r, &status);
+	if (!port) {
+		refuse(hc, r.raw.id, status, LOG_NODEV, "a request for an absent device");
+		return;
+	}
+	if (is_set_address(&r)) { /* never forwarded (E.1) */
+		respond_now(hc, r.raw.id, set_address(hc, port, usbif_le16(r.raw.u.ctrl + 2)));
+		return;
+	}
+	if (r.pipe.devaddr == 0 &&
+	    (r.pipe.type != USBIF_PIPE_TYPE_CTRL || r.raw.u.ctrl[1] != USB_REQ_GET_DESCRIPTOR)) {
+		refuse(hc, r.raw.id, USBIF_STATUS_INVAL, LOG_ADDR0,
+		       "a request to address 0 other than GET_DESCRIPTOR/SET_ADDRESS");
+		return;
+	}
+	submit(hc, &r, port);
+}
+
+unsigned hc_process_urbs(struct pvusb_hc *hc)
+{
+	if (!hc->xp || hc->broken)
+		return 0;
+	bool hostile = false;
+	unsigned done = 0;
+	uint32_t n;
+	while ((n = usbif_back_unconsumed(&hc->urb, &hostile)) > 0) {
+		for (uint32_t i = 0; i < n; i++)
+			handle_request(hc, usbif_ring_slot(&hc->urb, hc->urb.cons));
+		done += n;
+	}
+	if (hostile)
+		hc_set_broken(hc, "urb ring producer index more than 16 ahead");
+	return done;
+}
+
+/* ---- cancelling and draining ---- */
+
+void hc_cancel_port(struct pvusb_hc *hc, unsigned port)
+{
+	uint32_t busy = __atomic_load_n(&hc->busy_mask, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < USB_URB_RING_SIZE; i++) {
+		struct hc_slot *s = &hc->slots[i];
+		if (!(busy & (1u << i)) || (port && s->port != port) || s->cancelled)
+			continue;
+		s->cancelled = true;
+		s->xfer.dev->ops->cancel(s->xfer.dev, &s->xfer);
+	}
+}
+
+bool hc_port_drained(struct pvusb_hc *hc, unsigned port)
+{
+	uint32_t busy = __atomic_load_n(&hc->busy_mask, __ATOMIC_ACQUIRE);
+	if (port == 0)
+		return busy == 0;
+	for (unsigned i = 0; i < USB_URB_RING_SIZE; i++)
+		if ((busy & (1u << i)) && hc->slots[i].port == port)
+			return false;
+	return true;
+}

@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: MIT */
+/* Control-socket commands: JSON in, JSON out. Every field read from a
+ * client is checked before use; a failed command changes nothing. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "dev/emul.h"
+#include "pvusb/local.h"
+#include "util/log.h"
+
+static json_object *reply_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static json_object *reply_error(int code, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	json_object_object_add(o, "errno", json_object_new_int(-code));
+	return o;
+}
+
+static json_object *reply_ok(void)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	return o;
+}
+
+/* ---- reading fields ---- */
+
+static const char *get_str(json_object *m, const char *key)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(m, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* An integer field within [lo, hi]; *out = def when absent. -1 when wrong. */
+static int get_int(json_object *m, const char *key, long lo, long hi, long def, long *out)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(m, key, &v)) {
+		*out = def;
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_int))
+		return -1;
+	long x = (long)json_object_get_int64(v);
+	if (x < lo || x > hi)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static bool valid_name(const char *s)
+{
+	if (!s || !*s || strlen(s) >= 64)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      *s == '-' || *s == '_' || *s == '.'))
+			return false;
+	return true;
+}
+
+struct pvusbd_hc *pvusbd_find_hc(struct pvusbd *d, const char *frontend, unsigned devid)
+{
+	for (int i = 0; i < PVUSBD_MAX_HCS; i++)
+		if (d->hcs[i].hc && d->hcs[i].devid == devid && !strcmp(d->hcs[i].frontend, frontend))
+			return &d->hcs[i];
+	return NULL;
+}
+
+/* The controller named by "frontend" and "controller" (default 0). */
+static struct pvusbd_hc *req_hc(struct pvusbd *d, json_object *m, json_object **err)
+{
+	const char *fe = get_str(m, "frontend");
+	long devid;
+	if (!valid_name(fe) || get_int(m, "controller", 0, 1000000, 0, &devid) < 0) {
+		*err = reply_error(-EINVAL, "expected \"frontend\" (a name) and \"controller\" (a number)");
+		return NULL;
+	}
+	struct pvusbd_hc *h = pvusbd_find_hc(d, fe, (unsigned)devid);
+	if (!h)
+		*err = reply_error(-ENOENT, "frontend %s has no controller %ld", fe, devid);
+	return h;
+}
+
+/* ---- commands ---- */
+
+static json_object *cmd_hc_create(struct pvusbd *d, struct pvusbd_req *r)
+{
+	const char *fe = get_str(r->msg, "frontend");
+	long ver, ports, devid;
+	if (!valid_name(fe))
+		return reply_error(-EINVAL, "frontend name must be 1-63 of [A-Za-z0-9._-]");
+	if (get_int(r->msg, "usb-ver", 1, 2, 2, &ver) < 0)
+		return reply_error(-EINVAL, "usb-ver must be 1 or 2");
+	if (get_int(r->msg, "ports", 1, USBIF_MAX_PORTNR, 8, &ports) < 0)
+		return reply_error(-EINVAL, "ports must be 1..%u", USBIF_MAX_PORTNR);
+	if (get_int(r->msg, "controller", -1, 1000000, -1, &devid) < 0)
+		return reply_error(-EINVAL, "controller must be a number");
+	if (devid < 0) /* the lowest free number, as libxl numbers devids */
+		for (devid = 0; pvusbd_find_hc(d, fe, (unsigned)devid); devid++)
+			;
+	if (pvusbd_find_hc(d, fe, (unsigned)devid))
+		return reply_error(-EEXIST, "frontend %s already has controller %ld", fe, devid);
+	struct pvusbd_hc *slot = NULL;
+	for (int i = 0; i < PVUSBD_MAX_HCS && !slot; i++)
+		if (!d->hcs[i].hc)
+			slot = &d->hcs[i];
+	if (!slot)
+		return reply_error(-ENOSPC, "too many controllers (%d)", PVUSBD_MAX_HCS);
+	struct pvusb_hc_config cfg = {.usb_ver = (unsigned)ver, .num_ports = (unsigned)ports,
+				      .devid = (unsigned)devid, .spin_us = -1};
+	snprintf(cfg.frontend, sizeof(cfg.frontend), "%s", fe);
+	int rc = pvusb_hc_create(&cfg, &slot->hc);
+	if (rc < 0)
+		return reply_error(rc, "cannot create controller: %s", strerror(-rc));
+	snprintf(slot->frontend, sizeof(slot->frontend), "%s", fe);
+	slot->devid = (unsigned)devid;
+	slot->fe_fd = -1;
+	log_info("controller %s/%ld created: USB %s, %ld ports", fe, devid, ver == 1 ? "1.1" : "2.0", ports);
+	json_object *o = reply_ok();
+	json_object_object_add(o, "controller", json_object_new_int((int)devid));
+	return o;
+}
+
+static void hc_destroy_slot(struct pvusbd *d, struct pvusbd_hc *h)
+{
+	if (h->fe_fd >= 0) {
+		close(h->fe_fd); /* closing removes it from the epoll set */
+		h->fe_fd = -1;
+	}
+	pvusb_hc_destroy(h->hc);
+	h->hc = NULL;
+	(void)d;
+}
+
+static json_object *cmd_hc_destroy(struct pvusbd *d, struct pvusbd_req *r)
+{
+	json_object *err;
+	struct pvusbd_hc *h = req_hc(d, r->msg, &err);
+	if (!h)
+		return err;
+	log_info("controller %s/%u destroyed", h->frontend, h->devid);
+	hc_destroy_slot(d, h);
+	return reply_ok();
+}
+
+static const char *attach_error(int rc)
+{
+	switch (rc) {
+	case -EBUSY: return "the port already holds a device";
+	case -EMEDIUMTYPE: return "hubs cannot be passed through";
+	case -EPROTONOSUPPORT: return "a high-speed device cannot go on a USB 1.1 controller";
+	case -EINVAL: return "no such port";
+	default: return strerror(-rc);
+	}
+}
+
+static json_object *cmd_attach(struct pvusbd *d, struct pvusbd_req *r)
+{
+	json_object *err;
+	struct pvusbd_hc *h = req_hc(d, r->msg, &err);
+	if (!h)
+		return err;
+	const char *name = get_str(r->msg, "device");
+	long port;
+	if (!name || get_int(r->msg, "port", 1, USBIF_MAX_PORTNR, 0, &port) < 0 || port == 0)
+		return reply_error(-EINVAL, "expected \"device\" and \"port\" (1..31)");
+	if ((unsigned)port > pvusb_hc_config(h->hc)->num_ports)
+		return reply_error(-EINVAL, "controller %u has ports 1..%u", h->devid,
+				   pvusb_hc_config(h->hc)->num_ports);
+	struct pvusb_dev *dev;
+	char why[160] = "";
+	int rc = pvusb_dev_open(name, &dev, why, sizeof(why));
+	if (rc < 0)
+		return reply_error(rc, "cannot open %s: %s", name, why[0] ? why : strerror(-rc));
+	rc = pvusb_hc_attach(h->hc, (unsigned)port, dev);
+	if (rc < 0) {
+		dev->ops->close(dev);
+		return reply_error(rc, "cannot attach %s to port %ld: %s", name, port, attach_error(rc));
+	}
+	log_info("controller %s/%u port %ld: attached %s", h->frontend, h->devid, port, name);
+	return reply_ok();
+}
+
+static json_object *cmd_detach(struct pvusbd *d, struct pvusbd_req *r)
+{
+	json_object *err;
+	struct pvusbd_hc *h = req_hc(d, r->msg, &err);
+	if (!h)
+		return err;
+	long port;
+	if (get_int(r->msg, "port", 1, USBIF_MAX_PORTNR, 0, &port) < 0 || port == 0)
+		return reply_error(-EINVAL, "expected \"port\" (1..31)");
+	int rc = pvusb_hc_detach(h->hc, (unsigned)port);
+	if (rc == -ENOENT)
+		return reply_error(rc, "port %ld of controller %u is empty", port, h->devid);
+	if (rc < 0)
+		return reply_error(rc, "cannot detach port %ld: %s", port, attach_error(rc));
+	log_info("controller %s/%u port %ld: detached", h->frontend, h->devid, port);
+	return reply_ok();
+}
+
+static const char *speed_name(uint8_t s)
+{
+	static const char *const names[] = {"none", "low", "full", "high"};
+	return s < 4 ? names[s] : "?";
+}
+
+static json_object *describe_hc(struct pvusbd_hc *h)
+{
+	const struct pvusb_hc_config *cfg = pvusb_hc_config(h->hc);
+	struct pvusb_hc_stats st;
+	pvusb_hc_stats(h->hc, &st);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "frontend", json_object_new_string(h->frontend));
+	json_object_object_add(o, "controller", json_object_new_int((int)h->devid));
+	json_object_object_add(o, "usb-ver", json_object_new_int((int)cfg->usb_ver));
+	json_object_object_add(o, "ports", json_object_new_int((int)cfg->num_ports));
+	json_object_object_add(o, "transport", json_object_new_string("local"));
+	json_object_object_add(o, "state", json_object_new_string(
+		st.broken ? "broken" : st.connected ? "connected" : "waiting"));
+	if (st.broken)
+		json_object_object_add(o, "error", json_object_new_string(st.broken_reason));
+	json_object_object_add(o, "requests", json_object_new_int64((int64_t)st.requests));
+	json_object_object_add(o, "responses", json_object_new_int64((int64_t)st.responses));
+	json_object_object_add(o, "refused", json_object_new_int64((int64_t)st.refused));
+	json_object_object_add(o, "inflight", json_object_new_int((int)st.inflight));
+	json_object_object_add(o, "maps-live", json_object_new_int64((int64_t)st.maps_live));
+	json_object *ports = json_object_new_array();
+	for (unsigned p = 1; p <= cfg->num_ports; p++) {
+		struct pvusb_port_info pi;
+		pvusb_hc_port_info(h->hc, p, &pi);
+		json_object *po = json_object_new_object();
+		json_object_object_add(po, "port", json_object_new_int((int)p));
+		json_object_object_add(po, "device", pi.speed ? json_object_new_string(pi.dev_name) : NULL);
+		if (pi.speed) {
+			char id[10];
+			snprintf(id, sizeof(id), "%04x:%04x", pi.vendor, pi.product);
+			json_object_object_add(po, "id", json_object_new_string(id));
+			json_object_object_add(po, "description", json_object_new_string(pi.dev_desc));
+			json_object_object_add(po, "speed", json_object_new_string(speed_name(pi.speed)));
+			json_object_object_add(po, "guest-address", json_object_new_int(pi.guest_addr));
+		}
+		json_object_array_add(ports, po);
+	}
+	json_object_object_add(o, "port-list", ports);
+	return o;
+}
+
+static json_object *cmd_list(struct pvusbd *d, struct pvusbd_req *r)
+{
+	const char *fe = get_str(r->msg, "frontend");
+	json_object *o = reply_ok(), *arr = json_object_new_array();
+	for (int i = 0; i < PVUSBD_MAX_HCS; i++)
+		if (d->hcs[i].hc && (!fe || !strcmp(fe, d->hcs[i].frontend)))
+			json_object_array_add(arr, describe_hc(&d->hcs[i]));
+	json_object_object_add(o, "controllers", arr);
+	return o;
+}
+
+static json_object *cmd_hid_input(struct pvusbd *d, struct pvusbd_req *r)
+{
+	json_object *err;
+	struct pvusbd_hc *h = req_hc(d, r->msg, &err);
+	if (!h)
+		return err;
+	long port, x, y, buttons, wheel, mods;
+	if (get_int(r->msg, "port", 1, USBIF_MAX_PORTNR, 0, &port) < 0 ||
+	    get_int(r->msg, "x", 0, 32767, 0, &x) < 0 || get_int(r->msg, "y", 0, 32767, 0, &y) < 0 ||
+	    get_int(r->msg, "buttons", 0, 7, 0, &buttons) < 0 ||
+	    get_int(r->msg, "wheel", -127, 127, 0, &wheel) < 0 ||
+	    get_int(r->msg, "modifiers", 0, 255, 0, &mods) < 0)
+		return reply_error(-EINVAL, "bad input fields");
+	struct pvusb_dev *dev = pvusb_hc_port_dev(h->hc, (unsigned)port);
+	if (!dev)
+		return reply_error(-ENOENT, "port %ld is empty", port);
+	json_object *keys;
+	int rc;
+	if (json_object_object_get_ex(r->msg, "keys", &keys) && json_object_is_type(keys, json_type_array)) {
+		uint8_t k[6] = {0};
+		for (size_t i = 0; i < 6 && i < json_object_array_length(keys); i++)
+			k[i] = (uint8_t)json_object_get_int(json_object_array_get_idx(keys, i));
+		rc = emul_keyboard_input(dev, (uint8_t)mods, k);
+	} else {
+		rc = emul_tablet_input(dev, (uint16_t)x, (uint16_t)y, (uint8_t)buttons, (int8_t)wheel);
+	}
+	return rc < 0 ? reply_error(rc, "port %ld does not hold that kind of HID device", port) : reply_ok();
+}
+
+static void close_fds(struct pvusbd_req *r)
+{
+	for (int i = 0; i < r->nfds; i++)
+		close(r->fds[i]);
+	r->nfds = 0;
+}
+
+static json_object *cmd_frontend_connect(struct pvusbd *d, struct pvusbd_req *r)
+{
+	json_object *err;
+	const char *fe = get_str(r->msg, "frontend");
+	long devid, pages, urb_ref, conn_ref;
+	if (!valid_name(fe) || get_int(r->msg, "devid", 0, 1000000, 0, &devid) < 0 ||
+	    get_int(r->msg, "pages", 2, PVUSB_LOCAL_MAX_PAGES, 0, &pages) < 0 ||
+	    get_int(r->msg, "urb-ring-ref", 0, PVUSB_LOCAL_MAX_PAGES, -1, &urb_ref) < 0 ||
+	    get_int(r->msg, "conn-ring-ref", 0, PVUSB_LOCAL_MAX_PAGES, -1, &conn_ref) < 0 ||
+	    urb_ref < 0 || conn_ref < 0 || r->nfds != 3)
+		return reply_error(-EINVAL, "frontend-connect needs frontend, devid, pages, ring refs and 3 fds");
+	json_object_object_add(r->msg, "controller", json_object_new_int((int)devid));
+	struct pvusbd_hc *h = req_hc(d, r->msg, &err);
+	if (!h)
+		return err;
+	if (h->fe_fd >= 0)
+		return reply_error(-EBUSY, "controller %s/%ld already has a frontend", fe, devid);
+	struct pvusb_xport *xp;
+	char why[160], peer[64];
+	snprintf(peer, sizeof(peer), "local:%s", fe);
+	int rc = pvusb_local_xport_create(r->fds[0], r->fds[1], r->fds[2], (uint32_t)pages,
+					  (uint32_t)urb_ref, (uint32_t)conn_ref, peer, &xp, why, sizeof(why));
+	if (rc < 0)
+		return reply_error(rc, "%s", why);
+	r->nfds = 0; /* the transport owns them now */
+	rc = pvusb_hc_connect(h->hc, xp);
+	if (rc < 0) {
+		xp->ops->close(xp);
+		return reply_error(rc, "cannot connect: %s", strerror(-rc));
+	}
+	h->fe_fd = r->client_fd;
+	r->keep_open = true;
+	const struct pvusb_hc_config *cfg = pvusb_hc_config(h->hc);
+	json_object *o = reply_ok();
+	json_object_object_add(o, "usb-ver", json_object_new_int((int)cfg->usb_ver));
+	json_object_object_add(o, "num-ports", json_object_new_int((int)cfg->num_ports));
+	return o;
+}
+
+static json_object *cmd_shutdown(struct pvusbd *d, struct pvusbd_req *r)
+{
+	d->stopping = true;
+	return reply_ok();
+}
+
+void pvusbd_frontend_gone(struct pvusbd *d, int fd)
+{
+	for (int i = 0; i < PVUSBD_MAX_HCS; i++) {
+		struct pvusbd_hc *h = &d->hcs[i];
+		if (h->hc && h->fe_fd == fd) {
+			pvusb_hc_disconnect(h->hc);
+			h->fe_fd = -1;
+		}
+	}
+}
+
+void pvusbd_destroy_all(struct pvusbd *d)
+{
+	for (int i = 0; i < PVUSBD_MAX_HCS; i++)
+		if (d->hcs[i].hc)
+			hc_destroy_slot(d, &d->hcs[i]);
+}
+
+static const struct {
+	const char *name;
+	json_object *(*fn)(struct pvusbd *, struct pvusbd_req *);
+} commands[] = {
+	{"hc-create", cmd_hc_create},
+	{"hc-destroy", cmd_hc_destroy},
+	{"attach", cmd_attach},
+	{"detach", cmd_detach},
+	{"list", cmd_list},
+	{"hid-input", cmd_hid_input},
+	{"frontend-connect", cmd_frontend_connect},
+	{"shutdown", cmd_shutdown},
+};
+
+json_object *pvusbd_dispatch(struct pvusbd *d, struct pvusbd_req *r)
+{
+	const char *cmd = r->msg ? get_str(r->msg, "cmd") : NULL;
+	json_object *reply = NULL;
+	for (size_t i = 0; cmd && i < sizeof(commands) / sizeof(commands[0]) && !reply; i++)
+		if (!strcmp(cmd, commands[i].name))
+			reply = commands[i].fn(d, r);
+	if (!reply)
+		reply = reply_error(-EINVAL, cmd ? "unknown command '%s'" : "not a JSON command%s",
+				    cmd ? cmd : "");
+	close_fds(r); /* fds a command did not take */
+	return reply;
+}
