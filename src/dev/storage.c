@@ -19,8 +19,8 @@
  * scatter-gather entry) fail with STALL instead of swallowing the CSW.
  *
  * IN transfers that arrive before there is anything to send (a host may ask
- * for data or the CSW before the CBW, BOT 6.4.1.3 of the spec family) wait
- * in a small queue, the way a real device NAKs them.
+ * for the data or the CSW before it sends the CBW) wait in a small queue, the
+ * way a real device NAKs them, until there is data or a CSW for them.
  *
  * Options: "<path>" or "<path>,ro".
  */
@@ -205,6 +205,7 @@ static void put_le32(uint8_t *p, uint32_t v)
 }
 
 static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 static uint32_t halt_bit(uint8_t ep) { return 1u << ((ep & 0x0f) + ((ep & USB_DIR_IN) ? 16 : 0)); }
 static struct storage *to_ms(struct emul_dev *e) { return e->cls_priv; }
 
@@ -214,7 +215,9 @@ static struct storage *to_ms(struct emul_dev *e) { return e->cls_priv; }
 static int slice_iov(const struct pvusb_xfer *x, uint32_t off, uint32_t n, struct iovec *v)
 {
 	int cnt = 0;
-	unsigned niov = x->niov < USBIF_MAX_SEGMENTS_PER_REQUEST ? x->niov : USBIF_MAX_SEGMENTS_PER_REQUEST;
+	unsigned niov = x->niov;
+	if (niov > USBIF_MAX_SEGMENTS_PER_REQUEST)
+		niov = USBIF_MAX_SEGMENTS_PER_REQUEST;
 	for (unsigned i = 0; i < niov && n > 0; i++) {
 		uint32_t len = x->iov[i].len;
 		if (off >= len) {
@@ -445,7 +448,8 @@ static uint32_t mode_page_iec(uint8_t *p, bool changeable)
 	return 12;
 }
 
-static void mode_sense(struct storage *ms, bool ten, uint8_t pc_page, uint8_t subpage, uint32_t alloc)
+static void mode_sense(struct storage *ms, bool ten, uint8_t pc_page, uint8_t subpage,
+		       uint32_t alloc)
 {
 	uint8_t pc = pc_page >> 6, page = pc_page & 0x3f;
 	uint8_t *r = ms->resp;
@@ -582,8 +586,14 @@ static void sync_cache(struct storage *ms, uint64_t lba)
 	}
 }
 
-static void scsi_sync_cache10(struct storage *ms, const uint8_t *cdb) { sync_cache(ms, get_be32(cdb + 2)); }
-static void scsi_sync_cache16(struct storage *ms, const uint8_t *cdb) { sync_cache(ms, get_be64(cdb + 2)); }
+static void scsi_sync_cache10(struct storage *ms, const uint8_t *cdb)
+{
+	sync_cache(ms, get_be32(cdb + 2));
+}
+static void scsi_sync_cache16(struct storage *ms, const uint8_t *cdb)
+{
+	sync_cache(ms, get_be64(cdb + 2));
+}
 
 /* TEST UNIT READY, PREVENT ALLOW MEDIUM REMOVAL, START STOP UNIT: the medium
  * is always there and cannot be ejected from under the guest. */
@@ -697,7 +707,7 @@ static void plan_data_phase(struct storage *ms)
 		} else if (c->dev_len > c->host_len) { /* case 7: send what was asked */
 			c->status = CSW_PHASE_ERROR;
 		}
-		c->xfer_len = c->kind == DATA_NONE ? 0 : (uint32_t)(c->dev_len < c->host_len ? c->dev_len : c->host_len);
+		c->xfer_len = c->kind == DATA_NONE ? 0 : (uint32_t)min_u64(c->dev_len, c->host_len);
 		if (c->xfer_len == 0) { /* case 4 (or 8): nothing to send */
 			ms->state = BOT_CSW;
 			halt_in(ms);
@@ -816,7 +826,7 @@ static void send_data(struct storage *ms, struct pvusb_xfer *x)
 	if (c->done == c->xfer_len) {
 		ms->state = BOT_CSW;
 		if (c->done < c->host_len)
-			halt_in(ms); /* cases 5, 7: less than asked, then STALL */
+			halt_in(ms); /* case 5: less than asked, then STALL */
 	}
 }
 
@@ -916,7 +926,7 @@ static int ms_control(struct emul_dev *e, const uint8_t setup[8], uint8_t *data,
 		bot_reset(ms);
 		return 0;
 	}
-	if (setup[0] == 0xa1 && setup[1] == REQ_GET_MAX_LUN && wlength == 1 && len >= 1) {
+	if (setup[0] == 0xa1 && setup[1] == REQ_GET_MAX_LUN && len >= 1) {
 		data[0] = 0; /* one LUN */
 		return 1;
 	}

@@ -14,7 +14,7 @@
 struct daemon {
 	pid_t pid;
 	char dir[64];
-	char sock[128];
+	char sock[100];
 };
 
 extern int t_passed, t_failed;

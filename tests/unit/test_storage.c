@@ -166,8 +166,8 @@ static struct result bulk(bool in, void *buf, uint32_t len, unsigned nruns)
 	return r;
 }
 
-static struct result control(uint8_t rt, uint8_t req, uint16_t value, uint16_t index, uint16_t length,
-			     uint8_t *buf)
+static struct result control(uint8_t rt, uint8_t req, uint16_t value, uint16_t index,
+			     uint16_t length, uint8_t *buf)
 {
 	struct pvusb_xfer x;
 	memset(&x, 0, sizeof(x));
@@ -288,8 +288,8 @@ static struct csw scsi_in(const uint8_t *cdb, uint8_t cdb_len, uint32_t host_len
 }
 
 /* A command with an OUT data phase in transfers of at most `chunk` bytes. */
-static struct csw scsi_out(const uint8_t *cdb, uint8_t cdb_len, uint32_t host_len, const uint8_t *buf,
-			   uint32_t chunk, unsigned nruns)
+static struct csw scsi_out(const uint8_t *cdb, uint8_t cdb_len, uint32_t host_len,
+			   const uint8_t *buf, uint32_t chunk, unsigned nruns)
 {
 	uint32_t tag = next_tag++, done = 0;
 	send_cbw(tag, host_len, false, cdb, cdb_len);
@@ -323,7 +323,8 @@ static void check_sense(uint8_t key, uint8_t asc)
 
 static void cdb10(uint8_t cdb[10], uint8_t op, uint32_t lba, uint16_t blocks)
 {
-	const uint8_t c[10] = {op, 0, lba >> 24, lba >> 16, lba >> 8, lba, 0, blocks >> 8, blocks & 0xff, 0};
+	const uint8_t c[10] = {op,  0, lba >> 24, lba >> 16,   lba >> 8,
+			       lba, 0, blocks >> 8, blocks & 0xff, 0};
 	memcpy(cdb, c, 10);
 }
 
@@ -440,7 +441,7 @@ static void test_class_requests(void)
 
 static void test_inquiry(void)
 {
-	uint8_t cdb[6] = {0x12, 0, 0, 0, 36, 0}, b[256];
+	uint8_t cdb[6] = {0x12, 0, 0, 0, 36, 0}, b[1024];
 	uint32_t got;
 	memset(b, 0xee, sizeof(b));
 	struct csw c = scsi_in(cdb, 6, 36, b, 512, 1, &got);
@@ -464,6 +465,27 @@ static void test_inquiry(void)
 	CHECK_EQ(c.status, 0);
 	CHECK_EQ(c.residue, 60);
 	CHECK_EQ(b[36], 0xee);
+
+	/* the data phase in two transfers, as a host with one URB per
+	 * scatter-gather entry sends it: the second never takes the CSW */
+	uint32_t tag = next_tag++;
+	send_cbw(tag, 1024, true, cdb, 6);
+	struct result r = bulk(true, b, 512, 1);
+	CHECK_EQ(r.status, 0);
+	CHECK_EQ(r.actual, 36);
+	r = bulk(true, b + 512, 512, 1);
+	CHECK_EQ(r.status, USBIF_STATUS_STALL);
+	clear_halt(EP_IN);
+	c = read_csw();
+	CHECK_EQ(c.tag, tag);
+	CHECK_EQ(c.residue, 1024 - 36);
+
+	/* a CSW read into less than 13 bytes overflows */
+	const uint8_t tur[6] = {0};
+	send_cbw(next_tag++, 0, false, tur, 6);
+	r = bulk(true, b, 8, 1);
+	CHECK_EQ(r.status, USBIF_STATUS_BABBLE);
+	CHECK_EQ(r.actual, 8);
 
 	/* VPD: the page list, the serial number, the device id */
 	const uint8_t vpd0[6] = {0x12, 1, 0x00, 0, 64, 0};
@@ -641,7 +663,8 @@ static void test_errors(void)
 	CHECK_EQ(got, 1024);
 
 	/* WRITE past the end, huge LBA in WRITE(16): out of range */
-	const uint8_t w16[16] = {0x8a, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, 0};
+	const uint8_t w16[16] = {0x8a, 0,    0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+				 0xff, 0xff, 0,    0,    0,    1,    0,    0};
 	memset(b, 0x5a, 512);
 	c = scsi_out(w16, 16, 512, b, 512, 1);
 	CHECK_EQ(c.status, 1);
@@ -654,6 +677,15 @@ static void test_errors(void)
 	c = scsi_in(cdb, 10, 0, NULL, 512, 1, NULL);
 	CHECK_EQ(c.status, 1);
 	check_sense(0x05, 0x20);
+
+	/* sense belongs to the command after the failure only: a good
+	 * command in between leaves NO SENSE */
+	c = scsi_in(cdb, 10, 0, NULL, 512, 1, NULL);
+	CHECK_EQ(c.status, 1);
+	const uint8_t tur[6] = {0};
+	c = scsi_in(tur, 6, 0, NULL, 512, 1, NULL);
+	CHECK_EQ(c.status, 0);
+	check_sense(0x00, 0x00);
 
 	/* a CDB shorter than its opcode needs */
 	cdb10(cdb, 0x28, 0, 1);
@@ -676,6 +708,11 @@ static void test_thirteen_cases(void)
 	/* case 2: the device has data, the host expects none */
 	const uint8_t rc10[10] = {0x25};
 	c = scsi_in(rc10, 10, 0, NULL, 512, 1, NULL);
+	CHECK_EQ(c.status, 2);
+
+	/* case 3: the device wants data, the host sends none; nothing written */
+	cdb10(cdb, 0x2a, 0, 1);
+	c = scsi_in(cdb, 10, 0, NULL, 512, 1, NULL);
 	CHECK_EQ(c.status, 2);
 
 	/* case 4: the host expects data, the device has none */
