@@ -1,0 +1,792 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pvusb-bench: the local transport end to end, each figure next to a
+ * baseline measured in the same run (testbeds.md section 3).
+ *
+ * A real pvusbd runs on a private socket with a USB 2.0 controller and the
+ * source/sink device on port 1; this process is the frontend. Cases:
+ *   1. bulk IN 64 KiB, 16 in flight, zero-copy      vs memcpy bandwidth
+ *   2. bulk OUT 64 KiB, 16 in flight, sink-verified  vs memcpy bandwidth
+ *   3. 0-byte bulk, 16 in flight (URBs/s)            vs shared-memory ping-pong
+ *   4. control GET_DESCRIPTOR(device) round trip     vs shared-memory ping-pong,
+ *      and an eventfd ping-pong as a second reference
+ *
+ * Usage: pvusb-bench [--quick] [--json] [PVUSBD]
+ * The daemon is PVUSBD, else $PVUSBD, else the path built in (PVUSBD_PATH).
+ * Exit status: 0 (targets met or not), 1 when anything errored.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pvusb/front.h"
+
+#ifndef PVUSBD_PATH
+#define PVUSBD_PATH "pvusbd"
+#endif
+
+#define FE "bench"
+#define PORT 1
+#define ADDR 7
+#define NURB 16
+#define BULK_LEN 65536u
+#define BULK_MPS 512u
+
+static bool quick, json_out;
+static int errors; /* transfer failures and anything else that went wrong */
+
+/* ---- small helpers ---- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
+/* Progress and errors go to stderr so --json keeps stdout clean. */
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("ERROR: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	errors++;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Percentile of sorted samples (p in 0..100), nearest rank. */
+static uint64_t percentile(const uint64_t *v, size_t n, double p)
+{
+	if (n == 0)
+		return 0;
+	size_t k = (size_t)(p / 100.0 * (double)n + 0.5);
+	if (k > 0)
+		k--;
+	if (k >= n)
+		k = n - 1;
+	return v[k];
+}
+
+/* Durations of the duration-bounded loops. */
+static uint64_t run_ns(void) { return quick ? 150000000u : 1500000000u; }
+
+/* ---- the daemon ---- */
+
+struct daemon {
+	pid_t pid;
+	char dir[64];
+	char sock[128];
+};
+
+static int connect_sock(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static int daemon_start(struct daemon *d, const char *bin)
+{
+	snprintf(d->dir, sizeof(d->dir), "/tmp/pvusb-bench-XXXXXX");
+	d->pid = -1;
+	if (!mkdtemp(d->dir)) {
+		fail("mkdtemp: %s", strerror(errno));
+		d->dir[0] = 0;
+		return -1;
+	}
+	snprintf(d->sock, sizeof(d->sock), "%s/pvusbd.sock", d->dir);
+	d->pid = fork();
+	if (d->pid < 0) {
+		fail("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the benchmark */
+		execl(bin, bin, "-f", "-q", "-s", d->sock, (char *)NULL);
+		fprintf(stderr, "cannot run %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	for (int i = 0; i < 500; i++) { /* up to 5 s for the socket */
+		int fd = connect_sock(d->sock);
+		if (fd >= 0) {
+			close(fd);
+			return 0;
+		}
+		int st;
+		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+			d->pid = -1;
+			fail("pvusbd (%s) exited before its socket came up (status %d)", bin, st);
+			return -1;
+		}
+		usleep(10000);
+	}
+	fail("pvusbd (%s) did not come up", bin);
+	return -1;
+}
+
+static void daemon_stop(struct daemon *d)
+{
+	if (d->pid > 0) {
+		kill(d->pid, SIGTERM);
+		int st;
+		if (waitpid(d->pid, &st, 0) == d->pid && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+			fail("pvusbd exit status %d", st);
+		d->pid = -1;
+	}
+	if (d->dir[0]) {
+		unlink(d->sock); /* normally gone already */
+		if (rmdir(d->dir) < 0)
+			fail("cannot remove %s: %s", d->dir, strerror(errno));
+	}
+}
+
+static bool daemon_ok(struct daemon *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool daemon_ok(struct daemon *d, const char *fmt, ...)
+{
+	char msg[1024], buf[65536];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	int fd = connect_sock(d->sock);
+	json_object *o = NULL, *v;
+	if (fd >= 0 && send(fd, msg, strlen(msg), 0) >= 0) {
+		ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (n > 0) {
+			buf[n] = 0;
+			o = json_tokener_parse(buf);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	bool ok = o && json_object_object_get_ex(o, "ok", &v) && json_object_get_boolean(v);
+	if (!ok)
+		fail("command %s: %s", msg, o ? json_object_to_json_string(o) : "(no reply)");
+	json_object_put(o);
+	return ok;
+}
+
+/* ---- baselines ---- */
+
+/* memcpy of 64 KiB blocks within a 1 MiB working set (512 KiB -> 512 KiB). */
+static double bench_memcpy_mbs(void)
+{
+	const size_t ws = 1u << 20, half = ws / 2, blk = 65536;
+	uint8_t *buf = aligned_alloc(4096, ws);
+	if (!buf) {
+		fail("out of memory");
+		return 0;
+	}
+	memset(buf, 0x5a, ws);
+	uint64_t bytes = 0, t0 = now_ns(), end = t0 + run_ns() / 2, t;
+	unsigned i = 0;
+	do {
+		for (int k = 0; k < 64; k++, i++) {
+			size_t off = (i % (half / blk)) * blk;
+			memcpy(buf + half + off, buf + off, blk);
+			__asm__ volatile("" ::: "memory"); /* the copy must happen */
+		}
+		bytes += 64 * blk;
+	} while ((t = now_ns()) < end);
+	free(buf);
+	return (double)bytes / 1e6 / ((double)(t - t0) / 1e9);
+}
+
+struct pingpong {
+	double rt_per_s; /* round trips per second */
+	double median_us;
+	double p99_us;
+};
+
+/*
+ * Two processes spinning on one shared word: the parent writes an odd
+ * number, the child answers with the next even one. Timed in batches of
+ * 256 round trips (a clock read per round trip would cost a sizeable part
+ * of one); the median is taken over the batches' means.
+ */
+static struct pingpong bench_shm_pingpong(void)
+{
+	struct pingpong r = {0};
+	const uint64_t STOP = UINT64_MAX;
+	enum { BATCH = 256, MAXB = 1 << 16 };
+	uint64_t *word = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t *batch = calloc(MAXB, sizeof(uint64_t));
+	if (word == MAP_FAILED || !batch) {
+		fail("shm ping-pong: out of memory");
+		free(batch);
+		return r;
+	}
+	*word = 0;
+	pid_t pid = fork();
+	if (pid < 0) {
+		fail("fork: %s", strerror(errno));
+		munmap(word, 4096);
+		free(batch);
+		return r;
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		uint64_t last = 0;
+		for (;;) {
+			uint64_t v;
+			while ((v = __atomic_load_n(word, __ATOMIC_ACQUIRE)) == last)
+				cpu_relax();
+			if (v == STOP)
+				_exit(0);
+			last = v + 1;
+			__atomic_store_n(word, last, __ATOMIC_RELEASE);
+		}
+	}
+	uint64_t seq = 0, nb = 0, t0 = now_ns(), end = t0 + run_ns() * 2 / 3, t = t0;
+	/* warm-up: both sides running and spinning */
+	for (int i = 0; i < 10000; i++) {
+		__atomic_store_n(word, ++seq, __ATOMIC_RELEASE);
+		while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seq + 1)
+			cpu_relax();
+		seq++;
+	}
+	t0 = t = now_ns();
+	while (t < end && nb < MAXB) {
+		uint64_t b0 = t;
+		for (int i = 0; i < BATCH; i++) {
+			__atomic_store_n(word, ++seq, __ATOMIC_RELEASE);
+			while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seq + 1)
+				cpu_relax();
+			seq++;
+		}
+		t = now_ns();
+		batch[nb++] = t - b0;
+	}
+	__atomic_store_n(word, STOP, __ATOMIC_RELEASE);
+	waitpid(pid, NULL, 0);
+	qsort(batch, nb, sizeof(uint64_t), cmp_u64);
+	r.rt_per_s = (double)(nb * BATCH) / ((double)(t - t0) / 1e9);
+	r.median_us = (double)percentile(batch, nb, 50) / BATCH / 1000.0;
+	r.p99_us = (double)percentile(batch, nb, 99) / BATCH / 1000.0;
+	munmap(word, 4096);
+	free(batch);
+	return r;
+}
+
+/* Two processes waking each other through a pair of eventfds (blocking). */
+static struct pingpong bench_eventfd_pingpong(void)
+{
+	struct pingpong r = {0};
+	enum { MAXS = 200000 };
+	int ping = eventfd(0, EFD_CLOEXEC), pong = eventfd(0, EFD_CLOEXEC);
+	uint64_t *s = calloc(MAXS, sizeof(uint64_t));
+	if (ping < 0 || pong < 0 || !s) {
+		fail("eventfd ping-pong: %s", strerror(errno));
+		goto out;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		fail("fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;) {
+			uint64_t v;
+			if (read(ping, &v, sizeof(v)) != sizeof(v) || v != 1)
+				_exit(0); /* 2 = stop */
+			if (write(pong, &v, sizeof(v)) != sizeof(v))
+				_exit(1);
+		}
+	}
+	uint64_t one = 1, two = 2, v, n = 0, t0 = now_ns(), end = t0 + run_ns() * 2 / 3, t = t0;
+	bool broken = false;
+	for (int i = 0; i < 200 && !broken; i++) /* warm-up */
+		broken = write(ping, &one, 8) != 8 || read(pong, &v, 8) != 8;
+	t0 = t = now_ns();
+	while (!broken && t < end && n < MAXS) {
+		uint64_t a = t;
+		broken = write(ping, &one, 8) != 8 || read(pong, &v, 8) != 8;
+		t = now_ns();
+		s[n++] = t - a;
+	}
+	if (write(ping, &two, 8) != 8)
+		broken = true;
+	waitpid(pid, NULL, 0);
+	if (broken)
+		fail("eventfd ping-pong broke");
+	qsort(s, n, sizeof(uint64_t), cmp_u64);
+	r.rt_per_s = (double)n / ((double)(t - t0) / 1e9);
+	r.median_us = (double)percentile(s, n, 50) / 1000.0;
+	r.p99_us = (double)percentile(s, n, 99) / 1000.0;
+out:
+	if (ping >= 0)
+		close(ping);
+	if (pong >= 0)
+		close(pong);
+	free(s);
+	return r;
+}
+
+/* ---- streams of URBs, 16 in flight ---- */
+
+struct stream {
+	struct pvusb_front *f;
+	struct pvusb_urb urb[NURB];
+	bool stopping;       /* deadline passed: no more resubmits */
+	unsigned inflight;
+	uint64_t done, bytes, failed;
+	uint32_t want_len;
+};
+
+static void stream_report(struct stream *s, struct pvusb_urb *u, const char *what)
+{
+	s->failed++;
+	if (s->failed <= 5)
+		fail("%s: URB %ld status %d, actual %u of %u", what, (long)(u - s->urb), u->status,
+		     u->actual_length, u->length);
+}
+
+static void stream_complete(struct pvusb_urb *u)
+{
+	struct stream *s = u->user;
+	s->inflight--;
+	s->done++;
+	s->bytes += u->actual_length;
+	if (u->status != 0 || u->actual_length != s->want_len)
+		stream_report(s, u, u->in ? "bulk IN" : "bulk OUT");
+	if (s->stopping)
+		return;
+	int rc = pvusb_front_submit(s->f, u); /* keep 16 in flight */
+	if (rc < 0) {
+		s->failed++;
+		fail("resubmit: %s", strerror(-rc));
+		s->stopping = true;
+		return;
+	}
+	s->inflight++;
+}
+
+/* Run the stream for `ns`; returns the elapsed time. */
+static uint64_t stream_run(struct stream *s, uint64_t ns)
+{
+	s->stopping = false;
+	s->done = s->bytes = 0;
+	uint64_t t0 = now_ns(), end = t0 + ns;
+	for (int i = 0; i < NURB; i++) {
+		int rc = pvusb_front_submit(s->f, &s->urb[i]);
+		if (rc < 0) {
+			fail("submit: %s", strerror(-rc));
+			s->failed++;
+			s->stopping = true;
+			break;
+		}
+		s->inflight++;
+	}
+	while (s->inflight) {
+		int n = pvusb_front_wait(s->f, 2000);
+		if (n < 0) {
+			fail("pvusb_front_wait: %s", strerror(-n));
+			s->failed++;
+			return now_ns() - t0;
+		}
+		if (n == 0) {
+			fail("no completion for 2 s (%u in flight)", s->inflight);
+			s->failed++;
+			return now_ns() - t0;
+		}
+		if (!s->stopping && now_ns() >= end)
+			s->stopping = true;
+	}
+	return now_ns() - t0;
+}
+
+static bool stream_init(struct stream *s, struct pvusb_front *f, bool in, uint32_t len, uint8_t ep,
+			bool alloc)
+{
+	memset(s, 0, sizeof(*s));
+	s->f = f;
+	s->want_len = len;
+	for (int i = 0; i < NURB; i++) {
+		void *buf = NULL;
+		if (alloc) {
+			buf = pvusb_front_alloc(f, len);
+			if (!buf) {
+				fail("pvusb_front_alloc(%u) failed", len);
+				return false;
+			}
+		}
+		s->urb[i] = (struct pvusb_urb){.port = PORT, .devaddr = ADDR, .type = USBIF_PIPE_TYPE_BULK,
+					       .endpoint = ep, .in = in, .length = len, .buffer = buf,
+					       .complete = stream_complete, .user = s, .id = -1};
+	}
+	return true;
+}
+
+static uint8_t pattern_byte(size_t k) { return (uint8_t)((k % BULK_MPS) % 63); }
+
+/* Throughput in MB/s; nonzero *failed when anything went wrong. */
+static double bench_bulk(struct pvusb_front *f, struct stream *s, bool in)
+{
+	pvusb_front_wait(f, 0);
+	stream_run(s, run_ns() / 10); /* warm-up: map pages, wake both sides */
+	uint64_t ns = stream_run(s, run_ns());
+	double mbs = (double)s->bytes / 1e6 / ((double)ns / 1e9);
+	note("  %s: %llu transfers, %.1f MB in %.3f s\n", in ? "bulk IN" : "bulk OUT",
+	     (unsigned long long)s->done, (double)s->bytes / 1e6, (double)ns / 1e9);
+	if (in) { /* the data itself: every buffer follows the source pattern */
+		for (int i = 0; i < NURB; i++) {
+			const uint8_t *b = s->urb[i].buffer;
+			for (size_t k = 0; k < BULK_LEN; k++)
+				if (b[k] != pattern_byte(k)) {
+					s->failed++;
+					fail("bulk IN buffer %d byte %zu is %u, expected %u", i, k, b[k],
+					     pattern_byte(k));
+					break;
+				}
+		}
+	}
+	return mbs;
+}
+
+/* ---- control round trips ---- */
+
+struct ctl_result {
+	double median_us, p99_us, mean_us;
+	unsigned n;
+};
+
+static struct ctl_result bench_control(struct pvusb_front *f, const uint8_t want[18])
+{
+	struct ctl_result r = {0};
+	unsigned n = quick ? 2000 : 20000, warm = quick ? 200 : 2000;
+	uint64_t *s = calloc(n, sizeof(uint64_t));
+	uint8_t *buf = pvusb_front_alloc(f, 4096);
+	if (!s || !buf) {
+		fail("control: out of memory");
+		free(s);
+		return r;
+	}
+	const uint8_t setup[8] = {0x80, USB_REQ_GET_DESCRIPTOR, 0, 1, 0, 0, 18, 0};
+	struct pvusb_urb u = {.port = PORT, .devaddr = ADDR, .type = USBIF_PIPE_TYPE_CTRL, .in = true,
+			      .length = 18, .buffer = buf, .id = -1};
+	memcpy(u.setup, setup, 8);
+	unsigned bad = 0;
+	uint64_t total = 0;
+	for (unsigned i = 0; i < warm + n; i++) {
+		uint64_t a = now_ns();
+		int rc = pvusb_front_run(f, &u, 1000);
+		uint64_t b = now_ns();
+		if (rc != 0 || u.actual_length != 18 || memcmp(buf, want, 18) != 0) {
+			if (++bad <= 5)
+				fail("GET_DESCRIPTOR #%u: rc %d, actual %u%s", i, rc, u.actual_length,
+				     rc == 0 && u.actual_length == 18 ? ", wrong bytes" : "");
+			if (rc == -EPIPE)
+				break;
+		}
+		if (i >= warm) {
+			s[i - warm] = b - a;
+			total += b - a;
+		}
+	}
+	qsort(s, n, sizeof(uint64_t), cmp_u64);
+	r.n = n;
+	r.median_us = (double)percentile(s, n, 50) / 1000.0;
+	r.p99_us = (double)percentile(s, n, 99) / 1000.0;
+	r.mean_us = (double)total / n / 1000.0;
+	free(s);
+	return r;
+}
+
+/* ---- 0-byte URBs ---- */
+
+static double bench_zero(struct pvusb_front *f, struct stream *s)
+{
+	stream_run(s, run_ns() / 10);
+	uint64_t ns = stream_run(s, run_ns());
+	note("  0-byte bulk: %llu URBs in %.3f s\n", (unsigned long long)s->done, (double)ns / 1e9);
+	return (double)s->done / ((double)ns / 1e9);
+}
+
+/* ---- reporting ---- */
+
+struct row {
+	const char *name;
+	char figure[40], baseline[48], ratio[16], target[32];
+	bool has_target, met;
+};
+
+static struct row rows[8];
+static unsigned nrows;
+
+static struct row *add_row(const char *name)
+{
+	struct row *r = &rows[nrows++];
+	memset(r, 0, sizeof(*r));
+	r->name = name;
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	const char *bin = getenv("PVUSBD") ? getenv("PVUSBD") : PVUSBD_PATH;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick"))
+			quick = true;
+		else if (!strcmp(argv[i], "--json"))
+			json_out = true;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			printf("Usage: %s [--quick] [--json] [PVUSBD]\n"
+			       "Benchmarks pvusbd over the local transport; every figure is printed\n"
+			       "next to a baseline measured in the same run.\n"
+			       "  --quick  10x less work (CI smoke)\n"
+			       "  --json   machine-readable output on stdout\n"
+			       "PVUSBD defaults to $PVUSBD, then %s\n",
+			       argv[0], PVUSBD_PATH);
+			return 0;
+		} else if (argv[i][0] != '-')
+			bin = argv[i];
+		else {
+			fprintf(stderr, "%s: unknown option %s\n", argv[0], argv[i]);
+			return 2;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	cpu_set_t cpus;
+	int ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
+	note("pvusb-bench: pvusbd %s, %d CPUs%s\n", bin, ncpu, quick ? ", quick" : "");
+
+	/* baselines that need no daemon traffic come first, with the daemon not yet started */
+	note("baselines...\n");
+	double memcpy_mbs = bench_memcpy_mbs();
+	struct pingpong shm = bench_shm_pingpong();
+	struct pingpong efd = bench_eventfd_pingpong();
+	note("  memcpy %.0f MB/s; shm ping-pong %.3f us (%.2f M rt/s); eventfd ping-pong %.1f us\n",
+	     memcpy_mbs, shm.median_us, shm.rt_per_s / 1e6, efd.median_us);
+
+	struct daemon d = {0};
+	struct pvusb_front *f = NULL;
+	double in_mbs = 0, out_mbs = 0, urbs = 0;
+	struct ctl_result ctl = {0};
+	uint64_t in_failed = 0, out_failed = 0, zero_failed = 0;
+	bool ran = false;
+
+	if (daemon_start(&d, bin) < 0)
+		goto done;
+	if (!daemon_ok(&d, "{\"cmd\":\"hc-create\",\"frontend\":\"" FE "\",\"usb-ver\":2,\"ports\":8}") ||
+	    !daemon_ok(&d, "{\"cmd\":\"attach\",\"frontend\":\"" FE "\",\"port\":%d,\"device\":\"sourcesink\"}",
+		       PORT))
+		goto done;
+	char err[256];
+	int rc = pvusb_front_connect(d.sock, FE, 0, NULL, &f, err, sizeof(err));
+	if (rc < 0) {
+		fail("pvusb_front_connect: %s", err);
+		f = NULL;
+		goto done;
+	}
+	for (int i = 0; i < 200 && pvusb_front_port_speed(f, PORT) != USBIF_SPEED_HIGH; i++)
+		pvusb_front_wait(f, 10);
+	if (pvusb_front_port_speed(f, PORT) != USBIF_SPEED_HIGH) {
+		fail("port %d never announced a high-speed device", PORT);
+		goto done;
+	}
+	struct pvusb_front_dev dev;
+	rc = pvusb_front_enumerate(f, PORT, ADDR, &dev);
+	if (rc < 0) {
+		fail("enumeration: %s (%d)", strerror(-rc), rc);
+		goto done;
+	}
+	note("enumerated %s (%04x:%04x) at address %u\n", dev.product,
+	     dev.dev_desc[8] | dev.dev_desc[9] << 8, dev.dev_desc[10] | dev.dev_desc[11] << 8, dev.addr);
+	ran = true;
+
+	struct stream s;
+	note("bulk IN...\n");
+	if (stream_init(&s, f, true, BULK_LEN, 1, true)) {
+		for (int i = 0; i < NURB; i++)
+			memset(s.urb[i].buffer, 0, BULK_LEN); /* fault the pages in, clear */
+		in_mbs = bench_bulk(f, &s, true);
+		in_failed = s.failed;
+	} else
+		in_failed = 1;
+
+	note("bulk OUT...\n");
+	if (stream_init(&s, f, false, BULK_LEN, 2, true)) {
+		for (int i = 0; i < NURB; i++)
+			for (size_t k = 0; k < BULK_LEN; k++)
+				((uint8_t *)s.urb[i].buffer)[k] = pattern_byte(k);
+		out_mbs = bench_bulk(f, &s, false);
+		out_failed = s.failed;
+	} else
+		out_failed = 1;
+
+	note("0-byte bulk...\n");
+	stream_init(&s, f, true, 0, 1, false);
+	urbs = bench_zero(f, &s);
+	zero_failed = s.failed;
+
+	note("control round trips...\n");
+	ctl = bench_control(f, dev.dev_desc);
+	if (pvusb_front_dead(f))
+		fail("the frontend saw the backend break the protocol");
+
+done:
+	if (f)
+		pvusb_front_close(f);
+	daemon_stop(&d);
+
+	/* ---- the table ---- */
+	struct row *r;
+	if (ran) {
+		r = add_row("bulk IN 64KiB x16");
+		snprintf(r->figure, sizeof(r->figure), "%.0f MB/s", in_mbs);
+		snprintf(r->baseline, sizeof(r->baseline), "memcpy %.0f MB/s", memcpy_mbs);
+		snprintf(r->ratio, sizeof(r->ratio), "%.2f", in_mbs / memcpy_mbs);
+		snprintf(r->target, sizeof(r->target), ">= 0.50");
+		r->has_target = true;
+		r->met = in_mbs / memcpy_mbs >= 0.50 && !in_failed;
+
+		r = add_row("bulk OUT 64KiB x16 verified");
+		snprintf(r->figure, sizeof(r->figure), "%.0f MB/s", out_mbs);
+		snprintf(r->baseline, sizeof(r->baseline), "memcpy %.0f MB/s", memcpy_mbs);
+		snprintf(r->ratio, sizeof(r->ratio), "%.2f", out_mbs / memcpy_mbs);
+		snprintf(r->target, sizeof(r->target), ">= 0.50");
+		r->has_target = true;
+		r->met = out_mbs / memcpy_mbs >= 0.50 && !out_failed;
+
+		r = add_row("0-byte bulk x16");
+		snprintf(r->figure, sizeof(r->figure), "%.3f M URB/s", urbs / 1e6);
+		snprintf(r->baseline, sizeof(r->baseline), "shm ping-pong %.3f M rt/s", shm.rt_per_s / 1e6);
+		snprintf(r->ratio, sizeof(r->ratio), "%.2f", urbs / shm.rt_per_s);
+		snprintf(r->target, sizeof(r->target), ">= 1 M URB/s");
+		r->has_target = true;
+		r->met = urbs >= 1e6 && !zero_failed;
+
+		r = add_row("control GET_DESC(18) median");
+		snprintf(r->figure, sizeof(r->figure), "%.2f us", ctl.median_us);
+		snprintf(r->baseline, sizeof(r->baseline), "shm ping-pong %.3f us", shm.median_us);
+		snprintf(r->ratio, sizeof(r->ratio), "%.1f", ctl.median_us / shm.median_us);
+		snprintf(r->target, sizeof(r->target), "<= 5 us");
+		r->has_target = true;
+		r->met = ctl.median_us > 0 && ctl.median_us <= 5.0;
+
+		r = add_row("control GET_DESC(18) p99");
+		snprintf(r->figure, sizeof(r->figure), "%.2f us", ctl.p99_us);
+		snprintf(r->baseline, sizeof(r->baseline), "shm ping-pong %.3f us", shm.p99_us);
+		snprintf(r->ratio, sizeof(r->ratio), "%.1f", ctl.p99_us / shm.p99_us);
+		snprintf(r->target, sizeof(r->target), "-");
+
+		r = add_row("control median vs eventfd");
+		snprintf(r->figure, sizeof(r->figure), "%.2f us", ctl.median_us);
+		snprintf(r->baseline, sizeof(r->baseline), "eventfd ping-pong %.1f us", efd.median_us);
+		snprintf(r->ratio, sizeof(r->ratio), "%.3f", ctl.median_us / efd.median_us);
+		snprintf(r->target, sizeof(r->target), "(reference)");
+	}
+
+	if (json_out) {
+		json_object *o = json_object_new_object(), *cases = json_object_new_array();
+		json_object_object_add(o, "quick", json_object_new_boolean(quick));
+		json_object_object_add(o, "cpus", json_object_new_int(ncpu));
+		json_object *b = json_object_new_object();
+		json_object_object_add(b, "memcpy_mb_s", json_object_new_double(memcpy_mbs));
+		json_object_object_add(b, "shm_pingpong_rt_s", json_object_new_double(shm.rt_per_s));
+		json_object_object_add(b, "shm_pingpong_median_us", json_object_new_double(shm.median_us));
+		json_object_object_add(b, "shm_pingpong_p99_us", json_object_new_double(shm.p99_us));
+		json_object_object_add(b, "eventfd_pingpong_median_us", json_object_new_double(efd.median_us));
+		json_object_object_add(b, "eventfd_pingpong_p99_us", json_object_new_double(efd.p99_us));
+		json_object_object_add(o, "baselines", b);
+		if (ran) {
+			struct { const char *name, *unit; double v, base, ratio; const char *target; bool met;
+				 uint64_t failed; } c[] = {
+				{"bulk_in_64k_x16", "MB/s", in_mbs, memcpy_mbs, in_mbs / memcpy_mbs,
+				 "ratio >= 0.50", rows[0].met, in_failed},
+				{"bulk_out_64k_x16", "MB/s", out_mbs, memcpy_mbs, out_mbs / memcpy_mbs,
+				 "ratio >= 0.50", rows[1].met, out_failed},
+				{"zero_byte_bulk_x16", "URB/s", urbs, shm.rt_per_s, urbs / shm.rt_per_s,
+				 ">= 1000000 URB/s", rows[2].met, zero_failed},
+				{"control_rtt_median", "us", ctl.median_us, shm.median_us,
+				 ctl.median_us / shm.median_us, "<= 5 us", rows[3].met, 0},
+			};
+			for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+				json_object *e = json_object_new_object();
+				json_object_object_add(e, "case", json_object_new_string(c[i].name));
+				json_object_object_add(e, "figure", json_object_new_double(c[i].v));
+				json_object_object_add(e, "unit", json_object_new_string(c[i].unit));
+				json_object_object_add(e, "baseline", json_object_new_double(c[i].base));
+				json_object_object_add(e, "ratio", json_object_new_double(c[i].ratio));
+				json_object_object_add(e, "target", json_object_new_string(c[i].target));
+				json_object_object_add(e, "met", json_object_new_boolean(c[i].met));
+				json_object_object_add(e, "failed", json_object_new_int64((int64_t)c[i].failed));
+				json_object_array_add(cases, e);
+			}
+			json_object *cj = json_object_new_object();
+			json_object_object_add(cj, "n", json_object_new_int((int)ctl.n));
+			json_object_object_add(cj, "median_us", json_object_new_double(ctl.median_us));
+			json_object_object_add(cj, "p99_us", json_object_new_double(ctl.p99_us));
+			json_object_object_add(cj, "mean_us", json_object_new_double(ctl.mean_us));
+			json_object_object_add(cj, "vs_eventfd_ratio",
+					       json_object_new_double(ctl.median_us / efd.median_us));
+			json_object_object_add(o, "control", cj);
+		}
+		json_object_object_add(o, "cases", cases);
+		json_object_object_add(o, "errors", json_object_new_int(errors));
+		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+		json_object_put(o);
+	} else if (ran) {
+		printf("\n%-30s %-16s %-28s %-7s %s\n", "case", "figure", "baseline (same run)", "ratio",
+		       "target");
+		for (unsigned i = 0; i < nrows; i++)
+			printf("%-30s %-16s %-28s %-7s %s\n", rows[i].name, rows[i].figure, rows[i].baseline,
+			       rows[i].ratio, rows[i].target);
+		printf("(ratio: figure / baseline; control over %u round trips, mean %.2f us)\n\n", ctl.n,
+		       ctl.mean_us);
+		for (unsigned i = 0; i < nrows; i++)
+			if (rows[i].has_target)
+				printf("target %-30s %-14s %s\n", rows[i].name, rows[i].target,
+				       rows[i].met ? "met" : "NOT MET");
+	}
+	if (errors)
+		fprintf(stderr, "pvusb-bench: %d error(s)\n", errors);
+	return errors ? 1 : 0;
+}

@@ -1,0 +1,472 @@
+#!/bin/bash
+# xen-vm.sh: boot real Xen 4.17 (Debian 12 packages) inside QEMU/TCG with a Debian 12
+# dom0 kept entirely in an initramfs, run a caller's script in dom0, print the serial
+# console, and exit with that script's exit code.
+#
+#   xen-vm.sh [--file SRC:DST]... [--domu-file SRC:DST]... --run DOM0_SCRIPT [--timeout S]
+#   xen-vm.sh --setup-only
+#
+# The dom0 script runs as `bash /root/test.sh` in /root and can `. /lib/xen-test.sh` for
+# start_domu / wait_domu_log / domu_log (see xen-test-lib.sh). --file puts a host file or
+# directory into dom0 at DST; --domu-file puts one into every domU ramdisk (a file at
+# /domu.sh there is run by the domU's /init after xen-hcd is loaded).
+#
+# Exit status: the dom0 script's own, or 124 timeout, 125 Xen/dom0 crash or dom0 setup
+# error, 126 VM stopped without a result, 2 usage error, 1 host setup error.
+#
+# The recipe and its pitfalls are in /work/shared/testbeds.md section 2. Everything heavy
+# (downloads, debootstrap, kernel module build, the ~160 MB dom0 cpio) is built once into
+# $PVUSB_XEN_CACHE and reused; a run only packs the caller's files into a small cpio that
+# is appended to the cached one (the dom0 kernel unpacks concatenated cpio archives; Xen
+# hands dom0 only ONE initrd module, so a second multiboot module would be ignored).
+#
+# Environment knobs: PVUSB_XEN_CACHE (default /var/cache/pvusb-xen), PVUSB_XEN_SMP (2),
+# PVUSB_XEN_MEM (QEMU MiB, 3072), PVUSB_XEN_DOM0_MEM (1024M), PVUSB_XEN_DOM0_ARGS (extra
+# dom0 kernel arguments, no commas), PVUSB_XEN_XEN_ARGS (extra Xen arguments),
+# PVUSB_XEN_KEEP=1 keeps the per-run work directory (serial log) and prints its path.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+C=${PVUSB_XEN_CACHE:-/var/cache/pvusb-xen}
+PROG=xen-vm
+
+# Bump a step's version when its recipe changes so cached results are rebuilt.
+V_DEBS=1 V_XEN=1 V_HCD=1 V_ROOT=1 V_DOM0MODS=1 V_DOMU=1
+
+# dom0 userland. libusb/json-c/udev: the pvusb daemon's run-time libraries. cpio: the dom0
+# helper library appends a per-domU script to the domU ramdisk. procps: ps/pkill for tests.
+DOM0_PKGS="xen-utils-4.17 xenstore-utils libusb-1.0-0 libjson-c5 libudev1 kmod iproute2
+cpio procps"
+# Kernel modules put into dom0 (plus their dependencies): the xen device drivers for the
+# toolstack, the USB stack with usbmon, dummy_hcd (gadget/udc) and the configfs gadget
+# functions for test devices, USB/IP for comparisons, usb-storage/sd_mod for disk gadgets,
+# loop for their backing files.
+DOM0_MODS="kernel/drivers/xen kernel/fs/configfs kernel/drivers/usb/common
+kernel/drivers/usb/core kernel/drivers/usb/mon kernel/drivers/usb/usbip
+kernel/drivers/usb/storage kernel/drivers/usb/class kernel/drivers/usb/misc
+kernel/drivers/usb/gadget/libcomposite.ko kernel/drivers/usb/gadget/udc
+kernel/drivers/usb/gadget/function/usb_f_ss_lb.ko
+kernel/drivers/usb/gadget/function/usb_f_mass_storage.ko
+kernel/drivers/usb/gadget/function/usb_f_hid.ko kernel/drivers/usb/gadget/function/usb_f_acm.ko
+kernel/drivers/usb/gadget/function/usb_f_serial.ko kernel/drivers/usb/gadget/function/usb_f_fs.ko
+kernel/drivers/scsi/sd_mod.ko kernel/drivers/scsi/sg.ko kernel/drivers/block/loop.ko
+kernel/drivers/hid/hid.ko kernel/drivers/hid/usbhid kernel/drivers/firmware/qemu_fw_cfg.ko"
+# Kernel modules for the domU ramdisk: the USB core (xen-hcd's dependencies) and the class
+# drivers a test may want to see a passed-through device bind to.
+DOMU_MODS="kernel/drivers/usb/common kernel/drivers/usb/core kernel/drivers/usb/storage
+kernel/drivers/usb/class kernel/drivers/usb/misc/usbtest.ko kernel/drivers/scsi/sd_mod.ko
+kernel/drivers/scsi/sg.ko kernel/drivers/hid/hid.ko kernel/drivers/hid/hid-generic.ko
+kernel/drivers/hid/usbhid"
+
+die() { echo "$PROG: $*" >&2; exit 1; }
+usage() {
+    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" | sed -n '1,17p' >&2
+    exit 2
+}
+
+# ---------------------------------------------------------------- arguments
+FILES=() DOMU_FILES=() SCRIPT="" TIMEOUT=600 SETUP_ONLY=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --file) [ $# -ge 2 ] || usage; FILES+=("$2"); shift 2 ;;
+        --domu-file) [ $# -ge 2 ] || usage; DOMU_FILES+=("$2"); shift 2 ;;
+        --run) [ $# -ge 2 ] || usage; SCRIPT=$2; shift 2 ;;
+        --timeout) [ $# -ge 2 ] || usage; TIMEOUT=$2; shift 2 ;;
+        --setup-only) SETUP_ONLY=1; shift ;;
+        -h|--help) usage ;;
+        *) echo "$PROG: unknown argument '$1'" >&2; usage ;;
+    esac
+done
+[ "$SETUP_ONLY" = 1 ] || [ -n "$SCRIPT" ] || { echo "$PROG: --run DOM0_SCRIPT is required" >&2; usage; }
+[ -z "$SCRIPT" ] || [ -f "$SCRIPT" ] || die "dom0 script '$SCRIPT' not found"
+[[ $TIMEOUT =~ ^[0-9]+$ ]] || die "--timeout wants whole seconds, got '$TIMEOUT'"
+for spec in ${FILES[@]+"${FILES[@]}"} ${DOMU_FILES[@]+"${DOMU_FILES[@]}"}; do
+    [[ $spec == *:/* ]] || die "file spec '$spec' must be SRC:/absolute/DST"
+    [ -e "${spec%%:*}" ] || die "file '${spec%%:*}' (from '$spec') not found"
+done
+[ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot, mknod)"
+# QEMU's -initrd takes a comma-separated module list: a comma in a path would split it.
+[[ $C != *,* ]] || die "PVUSB_XEN_CACHE must not contain a comma"
+
+# ---------------------------------------------------------------- cache helpers
+mkdir -p "$C/stamps" "$C/logs"
+stamp_ok() { [ -f "$C/stamps/$1" ] && [ "$(cat "$C/stamps/$1")" = "$2" ]; }
+stamp_set() { printf '%s\n' "$2" >"$C/stamps/$1"; }
+
+# Run one setup step quietly; on failure show the end of its log. The step runs in a
+# background subshell because bash ignores `set -e` inside anything used as a condition
+# (`if f`, `f || x`), which would let a failed command in a step go unnoticed.
+step() {
+    local name=$1; shift
+    local log="$C/logs/$name.log"
+    ( set -euo pipefail; "$@" ) >"$log" 2>&1 </dev/null &
+    if ! wait $!; then
+        echo "$PROG: setup step '$name' failed; end of $log:" >&2
+        tail -n 25 "$log" >&2
+        exit 1
+    fi
+}
+
+# The first URI of a "deb" source for SUITE in the host's apt configuration (one-line and
+# deb822 formats), so dom0 is built from the same mirror the host uses.
+apt_uri() {
+    local suite=$1 f
+    {
+        for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+            [ -r "$f" ] || continue
+            awk -v s="$suite" '$1 == "deb" { i = 2
+                if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                if ($(i + 1) == s) print $i }' "$f"
+        done
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [ -r "$f" ] || continue
+            awk -v s="$suite" 'BEGIN { RS = ""; FS = "\n" } {
+                t = ""; u = ""; su = ""
+                for (i = 1; i <= NF; i++) {
+                    if ($i ~ /^Types:/) t = $i " "
+                    if ($i ~ /^URIs:/) u = $i
+                    if ($i ~ /^Suites:/) su = $i " "
+                }
+                if (t ~ /[ \t]deb[ \t]/ && su ~ ("[ \t]" s "[ \t]")) {
+                    sub(/^URIs:[ \t]*/, "", u); split(u, a, /[ \t]+/); print a[1]
+                } }' "$f"
+        done
+    } | awk 'NR == 1'
+}
+
+# ---------------------------------------------------------------- setup steps
+host_packages() {
+    # Tools this script runs on the host; installed only when missing.
+    local need=() p
+    for p in qemu-system-x86 debootstrap cpio gcc make kmod xz-utils; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+    done
+    [ ${#need[@]} -eq 0 ] && return 0
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${need[@]}" ||
+        { apt-get update -q && apt-get install -y -q --no-install-recommends "${need[@]}"; }
+}
+
+kernel_abi() {
+    # The ABI of the newest kernel on the mirror; old ABIs vanish when a new one ships,
+    # so it is looked up at run time (once per setup).
+    apt-cache depends linux-image-amd64 2>/dev/null |
+        sed -n 's/^ *Depends: linux-image-\([0-9].*-amd64\)$/\1/p' | head -n 1
+}
+
+download_debs() {
+    rm -rf "$C/debs.tmp"; mkdir -p "$C/debs.tmp"; cd "$C/debs.tmp"
+    # Sandbox user root: _apt cannot write into a root-owned cache directory.
+    apt-get -q -o APT::Sandbox::User=root download "${DEBS[@]}" ||
+        { apt-get update -q && apt-get -q -o APT::Sandbox::User=root download "${DEBS[@]}"; }
+    cd "$C"; rm -rf "$C/debs"; mv "$C/debs.tmp" "$C/debs"
+}
+deb_of() { local f; f=$(ls "$C/debs/$1"_*.deb 2>/dev/null | head -n 1); [ -n "$f" ] || die "no .deb for $1"; echo "$f"; }
+
+unpack_kernel() {
+    rm -rf "$C/kernel"; dpkg -x "$(deb_of "linux-image-$ABI")" "$C/kernel"
+    test -f "$C/kernel/boot/vmlinuz-$ABI"
+}
+
+unpack_xen() {
+    local t; t=$(mktemp -d)
+    dpkg -x "$(deb_of xen-hypervisor-4.17-amd64)" "$t"
+    # The .gz is a multiboot ELF that QEMU's -kernel boots once gunzipped.
+    gunzip -c "$t/boot/xen-4.17-amd64.gz" >"$C/xen.elf.tmp"
+    mv "$C/xen.elf.tmp" "$C/xen.elf"; rm -rf "$t"
+}
+
+build_xen_hcd() {
+    local kh="$C/kheaders" kdir
+    rm -rf "$kh" "$C/xen-hcd"; mkdir -p "$kh" "$C/xen-hcd"
+    dpkg -x "$(deb_of "linux-headers-$ABI")" "$kh"
+    dpkg -x "$(deb_of "linux-headers-${ABI%-amd64}-common")" "$kh"
+    dpkg -x "$(deb_of "linux-kbuild-$KVER")" "$kh"
+    kdir="$kh/usr/src/linux-headers-$ABI"
+    # The arch Makefile includes the -common tree by its absolute /usr/src path; point it
+    # at the unpacked copy (nothing is installed into the host's /usr/src).
+    sed -i "s|^include /usr/src/|include $kh/usr/src/|" "$kdir/Makefile"
+    # Only xen-hcd.c is needed from the 140 MB source tarball; stop at the first match
+    # (reading from a file: an early stop in the middle of a pipe would be a SIGPIPE).
+    dpkg-deb --fsys-tarfile "$(deb_of "linux-source-$KVER")" |
+        tar -xO "./usr/src/linux-source-$KVER.tar.xz" >"$C/xen-hcd/src.tar.xz"
+    tar -xJ --occurrence=1 -O -f "$C/xen-hcd/src.tar.xz" \
+        "linux-source-$KVER/drivers/usb/host/xen-hcd.c" >"$C/xen-hcd/xen-hcd.c"
+    rm -f "$C/xen-hcd/src.tar.xz"
+    test -s "$C/xen-hcd/xen-hcd.c"
+    echo 'obj-m := xen-hcd.o' >"$C/xen-hcd/Kbuild"
+    make -C "$kdir" M="$C/xen-hcd" -j2 modules
+    modinfo -F vermagic "$C/xen-hcd/xen-hcd.ko" | grep -q "^$ABI "
+}
+
+# copy_modules SRC_MODDIR DST_MODDIR ITEM... : copy the listed module files/directories
+# (relative to SRC_MODDIR) plus everything they depend on, then run depmod so modprobe works.
+copy_modules() {
+    local src=$1 dst=$2 root ver name dep f; shift 2
+    local -A path_of=() done_=()
+    local queue=()
+    while IFS= read -r f; do
+        name=$(basename "$f" .ko); path_of[${name//-/_}]=$f
+    done < <(cd "$src" && find kernel -name '*.ko')
+    for dep in "$@"; do
+        while IFS= read -r f; do queue+=("$f"); done < <(cd "$src" && find "$dep" -name '*.ko')
+    done
+    while [ ${#queue[@]} -gt 0 ]; do
+        f=${queue[0]}; queue=("${queue[@]:1}")
+        [ -z "${done_[$f]:-}" ] || continue
+        done_[$f]=1
+        install -D -m 644 "$src/$f" "$dst/$f"
+        for dep in $(modinfo -F depends "$src/$f" | tr ',' ' '); do
+            queue+=("${path_of[${dep//-/_}]:?module $dep (needed by $f) not found}")
+        done
+    done
+    cp "$src"/modules.builtin "$src"/modules.builtin.modinfo "$src"/modules.order "$dst/"
+}
+depmod_tree() { # ROOT: depmod for the tree ROOT/lib/modules/$ABI
+    depmod -b "$1" "$ABI"
+}
+
+build_rootfs() {
+    local r="$C/rootfs.tmp" m
+    for m in proc sys dev/pts dev; do umount "$r/$m" 2>/dev/null || true; done
+    rm -rf "$r"
+    debootstrap --variant=minbase bookworm "$r" "$MIRROR"
+    # Security updates matter here: the hypervisor comes from bookworm-security and the
+    # tools should be the same 4.17 build.
+    cat >"$r/etc/apt/sources.list" <<EOF
+deb $MIRROR bookworm main
+deb $MIRROR bookworm-updates main
+deb $SECMIRROR bookworm-security main
+EOF
+    cp /etc/resolv.conf "$r/etc/resolv.conf"
+    # No service may start inside the chroot on the build host.
+    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"; chmod 755 "$r/usr/sbin/policy-rc.d"
+    mount -t proc proc "$r/proc"
+    trap 'umount "'"$r"'/proc" 2>/dev/null || true' EXIT
+    chroot "$r" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive chroot "$r" apt-get install -y -q --no-install-recommends $DOM0_PKGS
+    chroot "$r" apt-get clean
+    umount "$r/proc"; trap - EXIT
+    rm -f "$r/usr/sbin/policy-rc.d" "$r/etc/resolv.conf"
+    # Shrink the cpio: QEMU copies it and the dom0 kernel unpacks it under TCG on every boot.
+    rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/log/*.log \
+        "$r"/usr/share/doc "$r"/usr/share/man "$r"/usr/share/info "$r"/usr/share/locale
+    # Logs xenconsoled and xl write; xl keeps its lock and domain config state here.
+    mkdir -p "$r/var/log/xen/console" "$r/var/lib/xen" "$r/etc/xen-test" "$r/var/lib/xen-test"
+    test -c "$r/dev/console" || mknod -m 600 "$r/dev/console" c 5 1
+    rm -rf "$C/rootfs"; mv "$r" "$C/rootfs"
+    # Uncompressed on purpose: decompressing ~160 MB under TCG costs more than copying it.
+    (cd "$C/rootfs" && find . -mindepth 1 -path ./proc/\* -prune -o -path ./sys/\* -prune -o -print |
+        LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$C/dom0-root.cpio.tmp"
+    mv "$C/dom0-root.cpio.tmp" "$C/dom0-root.cpio"
+}
+
+build_domu_base() {
+    local st="$C/domu-base" d
+    rm -rf "$st"; mkdir -p "$st"
+    for d in bin sbin usr/bin usr/sbin proc sys dev tmp run root etc; do mkdir -p "$st/$d"; done
+    dpkg-deb --fsys-tarfile "$(deb_of busybox-static)" | tar -xO ./bin/busybox >"$st/bin/busybox"
+    chmod 755 "$st/bin/busybox"; ln -s busybox "$st/bin/sh"
+    # The kernel opens /dev/console for init's stdio before /init can mount devtmpfs.
+    mknod -m 600 "$st/dev/console" c 5 1
+    copy_modules "$C/kernel/lib/modules/$ABI" "$st/lib/modules/$ABI" $DOMU_MODS
+    install -D -m 644 "$C/xen-hcd/xen-hcd.ko" "$st/lib/modules/$ABI/extra/xen-hcd.ko"
+    depmod_tree "$st"
+    (cd "$st" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$C/domu-base.cpio.tmp"
+    mv "$C/domu-base.cpio.tmp" "$C/domu-base.cpio"
+}
+
+build_dom0_mods() {
+    # Second cpio of the dom0 base: everything that depends on the kernel ABI, so a new
+    # kernel on the mirror does not force a new debootstrap.
+    local st="$C/dom0-mods"
+    rm -rf "$st"; mkdir -p "$st/usr/lib/modules" "$st/var/lib/xen-test"
+    copy_modules "$C/kernel/lib/modules/$ABI" "$st/usr/lib/modules/$ABI" $DOM0_MODS
+    depmod -b "$st/usr" "$ABI"
+    # The domU kernel and ramdisk base, used by start_domu in dom0.
+    cp "$C/kernel/boot/vmlinuz-$ABI" "$st/var/lib/xen-test/vmlinuz"
+    cp "$C/domu-base.cpio" "$st/var/lib/xen-test/domu-base.cpio"
+    # Directory entries must carry the modes they have in the base, or unpacking this
+    # archive over it would change them.
+    (cd "$st" && find . -mindepth 1 -type d | while IFS= read -r d; do
+        [ -e "$C/rootfs/$d" ] && chmod --reference="$C/rootfs/$d" "$d"; done; true)
+    (cd "$st" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$C/dom0-mods.cpio.tmp"
+    mv "$C/dom0-mods.cpio.tmp" "$C/dom0-mods.cpio"
+}
+
+setup() {
+    # One setup at a time; runs share the finished cache.
+    exec 8>"$C/setup.lock"; flock 8
+    step host-packages host_packages
+    ABI=$(kernel_abi)
+    if [ -z "$ABI" ]; then apt-get update -q >/dev/null 2>&1 || true; ABI=$(kernel_abi); fi
+    [ -n "$ABI" ] || die "cannot find the kernel ABI (apt-cache depends linux-image-amd64)"
+    KVER=$(echo "$ABI" | cut -d. -f1,2)
+    MIRROR=$(apt_uri bookworm); MIRROR=${MIRROR:-http://deb.debian.org/debian}
+    SECMIRROR=$(apt_uri bookworm-security); SECMIRROR=${SECMIRROR:-http://deb.debian.org/debian-security}
+    DEBS=("linux-image-$ABI" "linux-headers-$ABI" "linux-headers-${ABI%-amd64}-common"
+        "linux-kbuild-$KVER" "linux-source-$KVER" xen-hypervisor-4.17-amd64 busybox-static)
+
+    stamp_ok debs "$V_DEBS $ABI" || { step download download_debs; stamp_set debs "$V_DEBS $ABI"; }
+    stamp_ok kernel "$V_DEBS $ABI" || { step kernel unpack_kernel; stamp_set kernel "$V_DEBS $ABI"; }
+    stamp_ok xen "$V_XEN $ABI" || { step xen unpack_xen; stamp_set xen "$V_XEN $ABI"; }
+    stamp_ok xen-hcd "$V_HCD $ABI" || { step xen-hcd build_xen_hcd; stamp_set xen-hcd "$V_HCD $ABI"; }
+    local rkey="$V_ROOT $MIRROR $SECMIRROR $(echo $DOM0_PKGS)"
+    stamp_ok rootfs "$rkey" || { step rootfs build_rootfs; stamp_set rootfs "$rkey"; }
+    local dkey="$V_DOMU $ABI $(echo $DOMU_MODS)"
+    stamp_ok domu-base "$dkey" || { step domu-base build_domu_base; stamp_set domu-base "$dkey"
+        rm -f "$C/stamps/dom0-mods"; }
+    local mkey="$V_DOM0MODS $ABI $(echo $DOM0_MODS) $rkey"
+    stamp_ok dom0-mods "$mkey" || { step dom0-mods build_dom0_mods; stamp_set dom0-mods "$mkey"; }
+    VMLINUZ="$C/kernel/boot/vmlinuz-$ABI"
+    exec 8>&-
+}
+
+# ---------------------------------------------------------------- per-run overlay
+# Host paths under /bin, /sbin, /lib go to /usr (dom0 has a merged /usr), so the overlay
+# never replaces a top-level symlink with a directory.
+dom0_path() {
+    case $1 in
+        /bin/*|/sbin/*|/lib/*|/lib64/*) echo "/usr$1" ;;
+        *) echo "$1" ;;
+    esac
+}
+stage() { # SRC DST_ROOT DST_PATH
+    mkdir -p "$2$(dirname "$3")"
+    cp -a --no-preserve=ownership "$1" "$2$3"
+}
+pack() { # DIR OUT [REFERENCE_ROOT]: newc cpio of DIR's contents
+    local dir=$1 out=$2 ref=${3:-}
+    if [ -n "$ref" ]; then
+        (cd "$dir" && find . -mindepth 1 -type d | while IFS= read -r d; do
+            [ -e "$ref/$d" ] && chmod --reference="$ref/$d" "$d"; done; true)
+    fi
+    (cd "$dir" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$out"
+}
+
+build_overlay() {
+    local ov="$W/overlay" dov="$W/domu-overlay" spec src dst
+    mkdir -p "$ov" "$dov"
+    # domU side: its /init and the caller's --domu-file files, as one small cpio that
+    # start_domu appends to domu-base.cpio.
+    stage "$HERE/xen-domu-init.sh" "$dov" /init; chmod 755 "$dov/init"
+    for spec in ${DOMU_FILES[@]+"${DOMU_FILES[@]}"}; do
+        src=${spec%%:*}; dst=${spec#*:}; stage "$src" "$dov" "$dst"
+    done
+    pack "$dov" "$W/domu-run.cpio"
+    # dom0 side: /init, the helper library, the script, the caller's files.
+    stage "$HERE/xen-dom0-init.sh" "$ov" /init; chmod 755 "$ov/init"
+    stage "$HERE/xen-test-lib.sh" "$ov" /usr/lib/xen-test.sh
+    stage "$SCRIPT" "$ov" /root/test.sh; chmod 755 "$ov/root/test.sh"
+    stage "$W/domu-run.cpio" "$ov" /var/lib/xen-test/domu-run.cpio
+    printf 'XT_TIMEOUT=%s\n' "$TIMEOUT" >"$W/run.conf"
+    stage "$W/run.conf" "$ov" /etc/xen-test/run.conf
+    for spec in ${FILES[@]+"${FILES[@]}"}; do
+        src=${spec%%:*}; dst=$(dom0_path "${spec#*:}"); stage "$src" "$ov" "$dst"
+    done
+    pack "$ov" "$W/overlay.cpio" "$C/rootfs"
+}
+
+# The initrd QEMU loads is base (root + mods) + overlay. Rewriting 160 MB per run is
+# avoided by keeping one cached copy of the base and only truncating it back to the base
+# size and appending the new overlay. The lock (fd 9, held until QEMU exits) keeps
+# concurrent runs from sharing the file; a run that cannot get it builds a private copy.
+prepare_initrd() {
+    local base_id size
+    base_id=$(stat -c '%s %Y %i' "$C/dom0-root.cpio" "$C/dom0-mods.cpio" | tr '\n' ' ')
+    size=$(( $(stat -c %s "$C/dom0-root.cpio") + $(stat -c %s "$C/dom0-mods.cpio") ))
+    exec 9>>"$C/run.cpio.lock"
+    if flock -n 9; then
+        INITRD="$C/run.cpio"
+        if ! stamp_ok run-cpio "$base_id" || [ "$(stat -c %s "$INITRD" 2>/dev/null || echo 0)" -lt "$size" ]; then
+            cat "$C/dom0-root.cpio" "$C/dom0-mods.cpio" >"$INITRD"
+            stamp_set run-cpio "$base_id"
+        fi
+        truncate -s "$size" "$INITRD"
+        cat "$W/overlay.cpio" >>"$INITRD"
+    else
+        exec 9>&-
+        INITRD="$W/dom0.cpio"
+        cat "$C/dom0-root.cpio" "$C/dom0-mods.cpio" "$W/overlay.cpio" >"$INITRD"
+    fi
+}
+
+# ---------------------------------------------------------------- run
+QPID="" TPID=""
+cleanup() {
+    [ -z "$QPID" ] || kill "$QPID" 2>/dev/null || true
+    [ -z "$TPID" ] || { sleep 0.3; kill "$TPID" 2>/dev/null || true; }
+    if [ "${PVUSB_XEN_KEEP:-0}" = 1 ]; then echo "$PROG: kept $W" >&2; else rm -rf "$W"; fi
+}
+
+run_vm() {
+    local log="$W/serial.log" start now state="" rc="" ready="" grace=0
+    : >"$log"
+    local xen_args="console=com1 com1=115200,8n1 dom0_mem=${PVUSB_XEN_DOM0_MEM:-1024M},max:${PVUSB_XEN_DOM0_MEM:-1024M}"
+    # smap/smep=hvm: under TCG with -cpu max a PV dom0 otherwise dies at once (#PF in
+    # create_bounce_frame). noreboot: a crash halts instead of looping through reboots.
+    xen_args+=" dom0_max_vcpus=${PVUSB_XEN_SMP:-2} smap=hvm smep=hvm noreboot ${PVUSB_XEN_XEN_ARGS:-}"
+    local dom0_args="console=hvc0 rdinit=/init panic_on_oops=1 ${PVUSB_XEN_DOM0_ARGS:-}"
+    [[ $dom0_args != *,* ]] || die "PVUSB_XEN_DOM0_ARGS must not contain a comma (QEMU module separator)"
+    start=$(date +%s.%N)
+    qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${PVUSB_XEN_SMP:-2}" \
+        -m "${PVUSB_XEN_MEM:-3072}" -machine q35 -display none -no-reboot -nic none \
+        -serial "file:$log" -kernel "$C/xen.elf" -append "$xen_args" \
+        -initrd "$VMLINUZ $dom0_args,$INITRD" </dev/null >"$W/qemu.out" 2>&1 &
+    QPID=$!
+    # Stream the console as it arrives (Xen sends CRLF).
+    tail -n +1 -F --pid="$QPID" "$log" 2>/dev/null | tr -d '\r' &
+    TPID=$!
+    local deadline; deadline=$(awk -v a="$start" -v t="$TIMEOUT" 'BEGIN { printf "%.3f", a + t }')
+    while :; do
+        sleep 0.5
+        now=$(date +%s.%N)
+        if [ -z "$ready" ] && grep -aq '^PVUSB-VM-READY' "$log"; then
+            ready=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+        fi
+        rc=$(sed -n 's/^PVUSB-VM-RESULT: rc=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+        if [ -n "$rc" ]; then state=result; break; fi
+        if grep -aq '^PVUSB-VM-ERROR' "$log"; then state=error; fi
+        # Xen's own lines start with "(XEN)"; dom0's console lines never do, so a test
+        # that prints "panic" cannot trigger this.
+        if grep -aqE '^\(XEN\) (Panic on CPU|Hardware Dom0 crashed|\*\*\* DOUBLE FAULT)' "$log"; then state=crash; fi
+        if [ -n "$state" ]; then
+            # Let the rest of the trace reach the log, then stop the (halted) machine.
+            grace=$((grace + 1)); [ $grace -lt 6 ] || break
+            continue
+        fi
+        kill -0 "$QPID" 2>/dev/null || { state=exited; break; }
+        if awk -v a="$now" -v b="${deadline}" 'BEGIN { exit !(a > b) }'; then state=timeout; break; fi
+    done
+    if [ "$state" = result ]; then
+        # dom0 powers the machine off after the result line; give it a moment.
+        local i; for i in $(seq 40); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.5; done
+    fi
+    kill "$QPID" 2>/dev/null || true
+    wait "$QPID" 2>/dev/null || true
+    QPID=""
+    wait "$TPID" 2>/dev/null || true
+    TPID=""
+    local total; total=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    local t="dom0 ready after ${ready:-?} s, total ${total} s"
+    case $state in
+        result) echo "$PROG: dom0 script exited with rc=$rc ($t)" >&2; return "$rc" ;;
+        error) echo "$PROG: dom0 setup failed: $(grep -a '^PVUSB-VM-ERROR' "$log" | head -n 1 | tr -d '\r') ($t)" >&2; return 125 ;;
+        crash) echo "$PROG: Xen or dom0 crashed: $(grep -aE '^\(XEN\) (Panic on CPU|Hardware Dom0 crashed|\*\*\* DOUBLE FAULT)' "$log" | head -n 1 | tr -d '\r') ($t)" >&2; return 125 ;;
+        timeout) echo "$PROG: timeout after $TIMEOUT s without a result line ($t)" >&2; return 124 ;;
+        *) echo "$PROG: QEMU stopped without a result line ($t); QEMU said: $(tr '\n' ' ' <"$W/qemu.out")" >&2; return 126 ;;
+    esac
+}
+
+setup
+[ "$SETUP_ONLY" = 1 ] && exit 0
+W=$(mktemp -d "${TMPDIR:-/tmp}/pvusb-xen.XXXXXX")
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+build_overlay
+prepare_initrd
+set +e
+run_vm
+rc=$?
+set -e
+exit $rc
