@@ -25,8 +25,8 @@ readonly ARCH_TRIPLET=x86_64-linux-gnu
 
 # Host tools: qemu to run the guest, busybox-static as the guest's userland, cpio to pack
 # the initramfs, kmod for modinfo/depmod, binutils for readelf (library closure),
-# libc-bin for ldd.
-readonly HOST_PACKAGES="qemu-system-x86 busybox-static cpio kmod binutils libc-bin"
+# libc-bin for ldd, xz-utils to unpack the kernel image (see make_vmlinux).
+readonly HOST_PACKAGES="qemu-system-x86 busybox-static cpio kmod binutils libc-bin xz-utils"
 
 # Guest packages (besides the kernel). Their library dependencies are added at setup time
 # by following apt's Depends, so no soname list is hard-coded here.
@@ -84,7 +84,7 @@ while (($#)); do
 done
 [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || die "--timeout wants a positive number of seconds"
 [[ $mem =~ ^[1-9][0-9]*$ ]] || die "--mem wants a size in MiB"
-[[ -z $udcs || $udcs =~ ^[1-9][0-9]?$ ]] || die "--udcs wants 1..32"
+[[ -z $udcs || ($udcs =~ ^[1-9][0-9]?$ && $udcs -le 32) ]] || die "--udcs wants 1..32 (dummy_hcd's MAX_NUM_UDC)"
 if ((!setup_only)); then
     [[ -n $script ]] || { err "--run GUEST_SCRIPT is required (or --setup-only)"; usage; }
     [[ -f $script ]] || die "guest script not found: $script"
@@ -130,8 +130,20 @@ ensure_host_packages() {
 
 # The kernel ABI is whatever linux-image-amd64 points at today: old ABIs vanish from the
 # mirror when a new one ships, so it is looked up at every run, never hard-coded.
+# apt-cache costs ~0.7 s of CPU, so the answer is remembered for as long as apt's package
+# lists and dpkg's status stay the same (they are all apt-cache depends reads).
+apt_state_key() {
+    stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* /var/lib/dpkg/status 2>/dev/null |
+        sha256sum | cut -c1-16
+}
+
 kernel_abi() {
-    local pkg
+    local pkg key k
+    key=$(apt_state_key)
+    if [[ -f $CACHE/abi.cache ]] && read -r k pkg <"$CACHE/abi.cache" && [[ $k == "$key" && -n $pkg ]]; then
+        printf '%s\n' "$pkg"
+        return 0
+    fi
     pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
         sed -n 's/^ *Depends: linux-image-\(.*-amd64\)$/\1/p' | head -n 1)
     if [[ -z $pkg ]]; then
@@ -140,17 +152,15 @@ kernel_abi() {
             sed -n 's/^ *Depends: linux-image-\(.*-amd64\)$/\1/p' | head -n 1)
     fi
     [[ -n $pkg ]] || die "cannot find the kernel ABI (apt-cache depends linux-image-amd64)"
+    # After an apt-get update above, the lists changed: key them anew.
+    echo "$(apt_state_key) $pkg" >"$CACHE/abi.cache"
     printf '%s\n' "$pkg"
 }
 
-# apt-get download into the current directory; a failure usually means stale lists (an
-# ABI that the mirror dropped), so update once and retry before giving up.
-# APT::Sandbox::User=root: the _apt user cannot write into our root-owned cache.
+# apt-get download into the current directory. APT::Sandbox::User=root: the _apt user
+# cannot write into our root-owned cache.
 apt_download() {
-    if ! apt-get download -q -o APT::Sandbox::User=root "$@" >>"$SETUP_LOG" 2>&1; then
-        apt_update_once
-        run apt-get download -q -o APT::Sandbox::User=root "$@"
-    fi
+    apt-get download -q -o APT::Sandbox::User=root "$@" >>"$SETUP_LOG" 2>&1
 }
 
 # Library packages needed by GUEST_ROOT_PACKAGES, following Depends/Pre-Depends level by
@@ -158,16 +168,17 @@ apt_download() {
 # named lib* - that is where shared libraries live, and it keeps adduser/passwd/... out.
 guest_package_closure() {
     local -A seen=()
-    local frontier=($GUEST_ROOT_PACKAGES) next=() out=() p
+    local frontier next=() closure=() p
+    read -r -a frontier <<<"$GUEST_ROOT_PACKAGES"
     while ((${#frontier[@]})); do
-        for p in "${frontier[@]}"; do seen[$p]=1; out+=("$p"); done
+        for p in "${frontier[@]}"; do seen[$p]=1; closure+=("$p"); done
         mapfile -t next < <(apt-cache depends --no-recommends --no-suggests --no-conflicts \
             --no-breaks --no-replaces --no-enhances "${frontier[@]}" |
             awk '/^ *\|?(Pre)?Depends:/ && $NF !~ /^</ && $NF ~ /^lib/ {print $NF}' | sort -u)
         frontier=()
         for p in "${next[@]}"; do [[ -n ${seen[$p]:-} ]] || frontier+=("$p"); done
     done
-    printf '%s\n' "${out[@]}" | sort -u
+    printf '%s\n' "${closure[@]}" | sort -u
 }
 
 # Resolve a path inside an unpacked tree, following symlinks relative to that tree
@@ -218,34 +229,31 @@ copy_with_libs() {
 # Setup: downloads and unpacks once per ABI, (re)builds the base initramfs whenever this
 # script or the guest-side files change (their hash is the stamp).
 setup() {
+    local abi
+    : >"$SETUP_LOG" # only this run's setup output is of interest
     ensure_host_packages
-    ABI=$(kernel_abi)
-    ABIDIR=$CACHE/$ABI
-    KTREE=$ABIDIR/kernel
-    GTREE=$ABIDIR/guest
-    BASE_CPIO=$ABIDIR/base.cpio
-    VMLINUZ=$KTREE/boot/vmlinuz-$ABI
-    local dl=$ABIDIR/debs
-
-    if [[ ! -e $ABIDIR/unpacked.stamp ]]; then
-        log "downloading and unpacking packages for $ABI"
-        rm -rf "$dl" "$KTREE" "$GTREE"
-        mkdir -p "$dl" "$KTREE" "$GTREE"
-        local pkgs
-        mapfile -t pkgs < <(guest_package_closure)
-        (cd "$dl" && apt_download "linux-image-$ABI" "${pkgs[@]}")
-        local deb
-        for deb in "$dl"/*.deb; do
-            case $(basename "$deb") in
-            linux-image-*) run dpkg -x "$deb" "$KTREE" ;;
-            *) run dpkg -x "$deb" "$GTREE" ;;
-            esac
-        done
-        [[ -f $VMLINUZ ]] || die "no $VMLINUZ in the kernel package"
-        # The .debs are unpacked; keep only the tree (saves ~75 MB).
-        rm -rf "$dl"
-        touch "$ABIDIR/unpacked.stamp"
+    abi=$(kernel_abi)
+    set_abi "$abi"
+    if [[ ! -e $ABIDIR/unpacked.stamp ]] && ! fetch_abi; then
+        # Usually stale package lists: the mirror dropped that ABI when a new one
+        # shipped. Update, look the ABI up again and retry once.
+        apt_update_once
+        abi=$(kernel_abi)
+        set_abi "$abi"
+        if [[ ! -e $ABIDIR/unpacked.stamp ]] && ! fetch_abi; then
+            err "apt-get download failed for kernel $ABI and the guest packages"
+            tail -n 25 "$SETUP_LOG" | sed 's/^/    /' >&2
+            exit 1
+        fi
     fi
+
+    # The kernel QEMU boots: the uncompressed vmlinux when it could be made (PVH entry),
+    # else the bzImage.
+    if [[ ! -f $ABIDIR/vmlinux && ! -f $ABIDIR/vmlinux.failed ]]; then
+        make_vmlinux "$ABIDIR/vmlinux" || touch "$ABIDIR/vmlinux.failed"
+    fi
+    KERNEL_IMAGE=$VMLINUZ
+    [[ -f $ABIDIR/vmlinux ]] && KERNEL_IMAGE=$ABIDIR/vmlinux
 
     local inputs
     inputs=$( (cat "${BASH_SOURCE[0]}" "$HERE"/initramfs/*; echo "$ABI") | sha256sum | cut -c1-16)
@@ -254,6 +262,60 @@ setup() {
         build_base "$ABIDIR/base.root"
         echo "$inputs" >"$ABIDIR/base.stamp"
     fi
+
+    # An older ABI is never used again (the mirror dropped it) and costs ~430 MB.
+    local d
+    for d in "$CACHE"/*-amd64; do
+        if [[ -d $d && $d != "$ABIDIR" ]]; then log "removing old $d"; rm -rf "$d"; fi
+    done
+}
+
+# Debian's vmlinuz is an xz-compressed bzImage; decompressing it inside a TCG guest
+# takes ~2.5 s of every boot. The vmlinux inside it carries a PVH entry note
+# (XEN_ELFNOTE_PHYS32_ENTRY, type 0x12), so QEMU can boot it directly: extract it once.
+make_vmlinux() {
+    local out=$1 off
+    off=$(LC_ALL=C grep -abo $'\xfd7zXZ' "$VMLINUZ" | head -n 1 | cut -d: -f1)
+    [[ -n $off ]] || { log "no xz stream in $VMLINUZ; booting the bzImage"; return 1; }
+    # xz stops after the stream (trailing bytes follow), so tail may die of SIGPIPE:
+    # feed it through a process substitution, whose status does not count.
+    if ! xz -dc --single-stream < <(tail -c +"$((off + 1))" "$VMLINUZ") >"$out.tmp" 2>/dev/null ||
+        ! readelf -n "$out.tmp" 2>/dev/null | grep -q -E '\(0x0+12\)|PHYS32_ENTRY'; then
+        log "could not extract a PVH vmlinux from $VMLINUZ; booting the bzImage"
+        rm -f "$out.tmp"
+        return 1
+    fi
+    mv "$out.tmp" "$out"
+}
+
+set_abi() {
+    ABI=$1
+    ABIDIR=$CACHE/$ABI
+    KTREE=$ABIDIR/kernel
+    GTREE=$ABIDIR/guest
+    BASE_CPIO=$ABIDIR/base.cpio
+    VMLINUZ=$KTREE/boot/vmlinuz-$ABI
+}
+
+# Download and unpack the kernel and the guest packages; non-zero if a download failed.
+fetch_abi() {
+    local dl=$ABIDIR/debs pkgs deb
+    log "downloading and unpacking packages for $ABI"
+    # (Called as a condition, where set -e is off: failures are checked by hand.)
+    rm -rf "$dl" "$KTREE" "$GTREE" "$ABIDIR/vmlinux" "$ABIDIR/vmlinux.failed"
+    mkdir -p "$dl" "$KTREE" "$GTREE" || die "cannot create $ABIDIR"
+    mapfile -t pkgs < <(guest_package_closure)
+    (cd "$dl" && apt_download "linux-image-$ABI" "${pkgs[@]}") || return 1
+    for deb in "$dl"/*.deb; do
+        case $(basename "$deb") in
+        linux-image-*) run dpkg -x "$deb" "$KTREE" ;;
+        *) run dpkg -x "$deb" "$GTREE" ;;
+        esac
+    done
+    [[ -f $VMLINUZ ]] || die "no $VMLINUZ in the kernel package"
+    # The .debs are unpacked; keep only the trees (saves ~75 MB).
+    rm -rf "$dl"
+    touch "$ABIDIR/unpacked.stamp"
 }
 
 # Module name -> path relative to /lib/modules/$ABI, for every .ko of the kernel package.
@@ -328,7 +390,7 @@ build_base() {
 
     install -m 0755 "$HERE/initramfs/init" "$stage/init"
     install -m 0644 "$HERE/initramfs/gadget.sh" "$stage/lib/gadget.sh"
-    echo "PVUSB_VM_BOOT_MODULES='$(echo $MODULES_BOOT)'" >"$stage/etc/pvusb-vm/base.conf"
+    echo "PVUSB_VM_BOOT_MODULES='$(tr -s ' \n' '  ' <<<"$MODULES_BOOT")'" >"$stage/etc/pvusb-vm/base.conf"
     echo "root:x:0:0:root:/root:/bin/sh" >"$stage/etc/passwd"
     echo "root:x:0:" >"$stage/etc/group"
 
@@ -364,7 +426,7 @@ build_run_cpio() {
             # Standard library directories collapse into /lib/$ARCH_TRIPLET; anything else
             # (e.g. a build tree's own .so) keeps its host path.
             case $(dirname "$lib") in
-            /lib/$ARCH_TRIPLET | /usr/lib/$ARCH_TRIPLET | /lib64 | /lib | /usr/lib)
+            "/lib/$ARCH_TRIPLET" | "/usr/lib/$ARCH_TRIPLET" | /lib64 | /lib | /usr/lib)
                 dst=/lib/$ARCH_TRIPLET/$(basename "$lib") ;;
             *) dst=$lib ;;
             esac
@@ -381,7 +443,8 @@ build_run_cpio() {
             install -D -m "$(stat -c %a "$src")" "$src" "$stage$dst"
         fi
     done
-    local guest_script=/test/$(basename "$script")
+    local guest_script
+    guest_script=/test/$(basename "$script")
     install -m 0755 "$script" "$stage$guest_script"
 
     local dummy_params=""
@@ -409,6 +472,7 @@ if ((setup_only)); then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pvusb-vm.XXXXXX")
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local rc=$?
     [[ -n ${tail_pid:-} ]] && kill "$tail_pid" 2>/dev/null
@@ -431,7 +495,7 @@ qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m "$mem" -machine pc
     -nodefaults -display none -no-reboot -nic none -monitor none
     -chardev "file,id=con,path=$work/console.log" -serial chardev:con
     -chardev "file,id=out,path=$work/output.log" -serial chardev:out
-    -kernel "$VMLINUZ" -initrd "$work/initrd.cpio" -append "$cmdline")
+    -kernel "$KERNEL_IMAGE" -initrd "$work/initrd.cpio" -append "$cmdline")
 log "${qemu[*]}"
 
 start_ms=$(($(date +%s%N) / 1000000))
@@ -448,15 +512,29 @@ wait "$tail_pid" || true
 tail_pid=""
 log "guest ran $(($(date +%s%N) / 1000000 - start_ms)) ms (qemu exit $qemu_rc)"
 
+CRASH_RE='Kernel panic|BUG: |Oops: |general protection fault|WARNING: CPU: .* at '
+# Kernel messages since the test started (the boot log before it is rarely of interest).
+# Before the test started (a boot failure), the end of the whole log.
 show_console() {
-    echo "---- last lines of the guest console ($work/console.log) ----" >&2
-    tail -n "${1:-40}" "$work/console.log" | sed 's/\r$//' >&2
+    local from=1
+    grep -q '^pvusb-vm: ready' "$work/console.log" && from='/^pvusb-vm: ready/'
+    echo "---- guest kernel console, last ${1:-40} lines ($work/console.log) ----" >&2
+    sed -e 's/\r$//' -e "$from,\$!d" -e '/^PVUSB-VM-RESULT/d' "$work/console.log" |
+        tail -n "${1:-40}" >&2
+}
+# From a few lines before the first sign of the crash, so the oops header is not lost.
+show_crash() {
+    local first
+    first=$(sed 's/\r$//' "$work/console.log" | grep -n -E "$CRASH_RE" | head -n 1 | cut -d: -f1)
+    echo "---- guest kernel console from the crash ($work/console.log) ----" >&2
+    sed 's/\r$//' "$work/console.log" | tail -n +"$((first > 5 ? first - 5 : 1))" | head -n 100 >&2
 }
 
 result=$(sed -n 's/\r$//; s/^PVUSB-VM-RESULT: rc=\([0-9]*\)$/\1/p' "$work/output.log" | tail -n 1)
-if grep -q 'Kernel panic\|BUG: \|Oops: \|general protection fault' "$work/console.log"; then
+if grep -q -E 'Kernel panic|BUG: |Oops: |general protection fault' "$work/console.log"; then
+    # With oops=panic every oops ends here; the exit status of the guest script is moot.
     err "the guest kernel crashed"
-    show_console 60
+    show_crash
     exit 125
 fi
 if ((qemu_rc == 124 || qemu_rc == 137)); then
@@ -478,5 +556,10 @@ fi
 if ((result != 0)); then
     err "guest script $(basename "$script") failed with exit status $result"
     show_console 20
+elif grep -q -E "$CRASH_RE" "$work/console.log"; then
+    # A kernel WARNING does not stop the test but is worth a look.
+    err "the guest kernel printed a warning (test passed)"
+    show_crash
+    keep=1
 fi
 exit "$result"

@@ -31,7 +31,7 @@ C=${PVUSB_XEN_CACHE:-/var/cache/pvusb-xen}
 PROG=xen-vm
 
 # Bump a step's version when its recipe changes so cached results are rebuilt.
-V_DEBS=1 V_XEN=1 V_HCD=1 V_ROOT=1 V_DOM0MODS=1 V_DOMU=1
+V_DEBS=1 V_XEN=1 V_HCD=1 V_ROOT=2 V_DOM0MODS=1 V_DOMU=1
 
 # dom0 userland. libusb/json-c/udev: the pvusb daemon's run-time libraries. cpio: the dom0
 # helper library appends a per-domU script to the domU ramdisk. procps: ps/pkill for tests.
@@ -250,7 +250,9 @@ EOF
     rm -f "$r/usr/sbin/policy-rc.d" "$r/etc/resolv.conf"
     # Shrink the cpio: QEMU copies it and the dom0 kernel unpacks it under TCG on every boot.
     rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/log/*.log \
-        "$r"/usr/share/doc "$r"/usr/share/man "$r"/usr/share/info "$r"/usr/share/locale
+        "$r"/usr/share/doc "$r"/usr/share/man "$r"/usr/share/info "$r"/usr/share/locale \
+        "$r"/usr/lib/udev/hwdb.d/*.hwdb "$r"/usr/lib/xen-4.17/boot/xen-shim
+    # (hwdb.d holds only the sources of hwdb.bin; xen-shim is for PV-in-PVH guests.)
     # Logs xenconsoled and xl write; xl keeps its lock and domain config state here.
     mkdir -p "$r/var/log/xen/console" "$r/var/lib/xen" "$r/etc/xen-test" "$r/var/lib/xen-test"
     test -c "$r/dev/console" || mknod -m 600 "$r/dev/console" c 5 1

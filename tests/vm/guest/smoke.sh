@@ -6,12 +6,13 @@
 # need the systemd-udevd that /init starts).
 #   tests/vm/gadget-vm.sh --run tests/vm/guest/smoke.sh [--bin /path/to/usbprobe]
 set -eu
+# shellcheck source=tests/vm/initramfs/gadget.sh
 . /lib/gadget.sh
 
 passed=0
 failed=0
 check() { # DESCRIPTION CMD...
-    local what=$1
+    local what="$1"
     shift
     if "$@"; then
         passed=$((passed + 1))

@@ -1,3 +1,4 @@
+# shellcheck shell=dash
 # /lib/gadget.sh - configfs USB gadget helpers for the pvusb gadget VM (busybox ash).
 # Source it from a guest test script:   . /lib/gadget.sh
 #
@@ -132,7 +133,7 @@ gadget_devnode() {
 }
 
 gadget_new() {
-    local name=$1 vid=${2:-$GADGET_VID} pid=${3:-$GADGET_PID} g
+    local name="$1" vid="${2:-$GADGET_VID}" pid="${3:-$GADGET_PID}" g
     [ -n "$name" ] || gadget_err "gadget_new: name missing" || return 1
     g=$GADGET_CFS/$name
     [ ! -e "$g" ] || gadget_err "gadget '$name' already exists" || return 1
@@ -167,7 +168,7 @@ _g_link() {
 }
 
 _g_attrs() {
-    local f=$1 a
+    local f="$1" a
     shift
     for a in "$@"; do
         case $a in
@@ -178,7 +179,7 @@ _g_attrs() {
 }
 
 gadget_add_sourcesink() {
-    local name=$1 f a
+    local name="$1" f a
     shift
     f=$(_g_func "$name" SourceSink) || return 1
     # pattern 1: byte j of every max-size packet (512 at high speed) is j % 63; a reader
@@ -195,7 +196,7 @@ gadget_add_sourcesink() {
 }
 
 gadget_add_storage() {
-    local name=$1 file=$2 size=64 f a key
+    local name="$1" file="$2" size=64 f a key
     shift 2 || { gadget_err "gadget_add_storage NAME FILE [size=MiB] [ATTR=VALUE]..."; return 1; }
     for a in "$@"; do case $a in size=*) size=${a#size=} ;; esac; done
     if [ ! -e "$file" ]; then
@@ -221,7 +222,7 @@ gadget_add_storage() {
 }
 
 gadget_add_hid() {
-    local name=$1 desc=$GADGET_HID_KEYBOARD_DESC f a len
+    local name="$1" desc="$GADGET_HID_KEYBOARD_DESC" f a len
     shift
     for a in "$@"; do case $a in report_desc=*) desc=${a#report_desc=} ;; esac; done
     f=$(_g_func "$name" hid) || return 1
@@ -241,7 +242,7 @@ gadget_add_hid() {
 }
 
 gadget_add_acm() {
-    local name=$1 f
+    local name="$1" f
     shift
     f=$(_g_func "$name" acm) || return 1
     _g_attrs "$f" "$@" && _g_link "$name" "$f"
@@ -261,7 +262,7 @@ gadget_acm_tty() {
 }
 
 gadget_bind() {
-    local name=$1 udc=${2:-$GADGET_UDC} g
+    local name="$1" udc="${2:-$GADGET_UDC}" g
     g=$(_g_dir "$name") || return 1
     [ -e "/sys/class/udc/$udc" ] || gadget_err "no UDC $udc (have: $(gadget_udcs | tr '\n' ' '))" || return 1
     mkdir -p "$GADGET_STATE"
@@ -273,7 +274,7 @@ gadget_bind() {
 }
 
 gadget_unplug() {
-    local name=$1 g udc
+    local name="$1" g udc
     g=$(_g_dir "$name") || return 1
     udc=$(_g_udc_of "$name") || return 1
     [ -n "$(cat "$g/UDC")" ] || gadget_err "gadget '$name' is not plugged in" || return 1
@@ -290,7 +291,7 @@ gadget_replug() {
 }
 
 gadget_remove() {
-    local name=$1 g x
+    local name="$1" g x
     g=$(_g_dir "$name") || return 1
     if [ -n "$(cat "$g/UDC")" ]; then gadget_unplug "$name" || return 1; fi
     # configfs wants the tree dismantled bottom-up: links, config strings, configs,

@@ -72,11 +72,12 @@ t2=$(xt_now)
 xl usbctrl-attach smoke type=pv version=2 ports=8 >/tmp/attach2.log 2>&1 &
 apid=$!
 devid=""
-for ((i = 0; i < 100 && -z "$devid"; i++)); do
+for ((i = 0; i < 100; i++)); do
     for id in $(xenstore-list "/local/domain/0/backend/vusb/$domid" 2>/dev/null); do
         [[ " $old_ids " == *" $id "* ]] || devid=$id
     done
-    [ -n "$devid" ] || sleep 0.1
+    [ -z "$devid" ] || break
+    sleep 0.1
 done
 [ -n "$devid" ] || fail "the second usbctrl-attach created no backend directory"
 be=$(xs_be "$domid" "$devid") fe=$(xs_fe "$domid" "$devid")

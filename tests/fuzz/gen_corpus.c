@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Seed inputs for the two fuzzers, written by code so they stay readable:
+ *   gen_corpus <request-seed-dir> <proto-seed-dir> [<list-file-request> <list-file-proto>]
+ * The request seeds follow fuzz_request.c's layout (flags byte, 148-byte
+ * requests, tail copied to every data page); the proto seeds are a
+ * num_ports byte followed by the same requests. The optional list files get
+ * the comma-separated seed paths, for libFuzzer's -seed_inputs=@FILE.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "pvusb/usbif.h"
+
+#define MAXREQ 32
+
+struct seed {
+	uint8_t flags;
+	struct usbif_urb_request req[MAXREQ];
+	unsigned n;
+	uint8_t tail[147];
+	unsigned tail_len;
+};
+
+static struct usbif_urb_request *add(struct seed *s)
+{
+	if (s->n >= MAXREQ) {
+		fprintf(stderr, "gen_corpus: too many requests in one seed\n");
+		exit(1);
+	}
+	struct usbif_urb_request *q = &s->req[s->n++];
+	memset(q, 0, sizeof(*q));
+	return q;
+}
+
+static uint32_t pipe_of(uint8_t port, uint8_t addr, uint8_t ep, bool in, uint8_t type)
+{
+	struct usbif_pipe p = {.port = port, .in = in, .devaddr = addr, .endpoint = ep, .type = type};
+	return usbif_pipe_encode(&p);
+}
+
+static void one_seg(struct usbif_urb_request *q, uint32_t gref, uint16_t off, uint16_t len)
+{
+	if (!len)
+		return;
+	q->nr_buffer_segs = 1;
+	q->seg[0] = (struct usbif_request_segment){.gref = gref, .offset = off, .length = len};
+	q->buffer_length = len;
+}
+
+static void ctrl(struct seed *s, uint8_t port, uint8_t addr, uint8_t rt, uint8_t req, uint16_t value,
+		 uint16_t index, uint16_t len, uint32_t gref)
+{
+	struct usbif_urb_request *q = add(s);
+	bool in = rt & USB_DIR_IN;
+	q->pipe = pipe_of(port, addr, 0, in, USBIF_PIPE_TYPE_CTRL);
+	uint8_t setup[8] = {rt, req, (uint8_t)value, (uint8_t)(value >> 8), (uint8_t)index,
+			    (uint8_t)(index >> 8), (uint8_t)len, (uint8_t)(len >> 8)};
+	memcpy(q->u.ctrl, setup, 8);
+	one_seg(q, gref, 0, len);
+}
+
+static void set_address(struct seed *s, uint8_t port, uint8_t addr)
+{
+	ctrl(s, port, 0, 0x00, USB_REQ_SET_ADDRESS, addr, 0, 0, 0);
+}
+
+static void set_config(struct seed *s, uint8_t port, uint8_t addr, uint8_t cfg)
+{
+	ctrl(s, port, addr, 0x00, USB_REQ_SET_CONFIGURATION, cfg, 0, 0, 0);
+}
+
+static struct usbif_urb_request *xfer(struct seed *s, uint8_t type, uint8_t port, uint8_t addr,
+				      uint8_t ep, bool in, uint32_t gref, uint16_t len)
+{
+	struct usbif_urb_request *q = add(s);
+	q->pipe = pipe_of(port, addr, ep, in, type);
+	one_seg(q, gref, 0, len);
+	if (type == USBIF_PIPE_TYPE_INT)
+		q->u.intr.interval = 4;
+	return q;
+}
+
+static void unlink_req(struct seed *s, uint32_t target_pipe, uint16_t target_id)
+{
+	struct usbif_urb_request *q = add(s);
+	q->pipe = target_pipe | USBIF_PIPE_UNLINK;
+	q->u.unlink.unlink_id = target_id;
+}
+
+/* CBW (BOT 5.1) in the tail, so it sits at offset 0 of every data page. */
+static void cbw_tail(struct seed *s, uint32_t tag, uint32_t len, bool in, const uint8_t *cdb,
+		     uint8_t cdb_len)
+{
+	uint8_t *t = s->tail;
+	memset(t, 0, 31);
+	memcpy(t, "USBC", 4);
+	for (int i = 0; i < 4; i++) {
+		t[4 + i] = (uint8_t)(tag >> (8 * i));
+		t[8 + i] = (uint8_t)(len >> (8 * i));
+	}
+	t[12] = in ? 0x80 : 0;
+	t[13] = 0;
+	t[14] = cdb_len;
+	memcpy(t + 15, cdb, cdb_len);
+	s->tail_len = 31;
+}
+
+/* ---- writing ---- */
+
+static FILE *list_req, *list_proto;
+
+static void add_to_list(FILE **list, const char *path)
+{
+	if (!*list)
+		return;
+	static bool first_req = true, first_proto = true;
+	bool *first = list == &list_req ? &first_req : &first_proto;
+	fprintf(*list, "%s%s", *first ? "" : ",", path);
+	*first = false;
+}
+
+static void write_file(const char *dir, const char *name, const uint8_t *b, size_t n, FILE **list)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	if (!f || fwrite(b, 1, n, f) != n || fclose(f) != 0) {
+		fprintf(stderr, "gen_corpus: cannot write %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	add_to_list(list, path);
+}
+
+static const char *req_dir, *proto_dir;
+
+static void emit(const char *name, const struct seed *s)
+{
+	static uint8_t buf[1 + MAXREQ * sizeof(struct usbif_urb_request) + 147];
+	size_t n = 0;
+	buf[n++] = s->flags;
+	memcpy(buf + n, s->req, s->n * sizeof(s->req[0]));
+	n += s->n * sizeof(s->req[0]);
+	memcpy(buf + n, s->tail, s->tail_len);
+	n += s->tail_len;
+	write_file(req_dir, name, buf, n, &list_req);
+
+	/* proto: 4 ports, then the requests alone */
+	buf[0] = 4;
+	write_file(proto_dir, name, buf, 1 + s->n * sizeof(s->req[0]), &list_proto);
+}
+
+#define ROUND(k) ((uint8_t)(((k) - 1) << 4))
+#define F_KEEP_IDS 0x01
+#define F_UNLINK 0x02
+#define F_HOSTILE 0x04
+#define F_ALWAYS_KICK 0x08
+
+int main(int argc, char **argv)
+{
+	if (argc != 3 && argc != 5) {
+		fprintf(stderr, "usage: %s <request-dir> <proto-dir> [<request-list> <proto-list>]\n",
+			argv[0]);
+		return 2;
+	}
+	static char abs_dir[2][PATH_MAX];
+	for (int i = 1; i <= 2; i++)
+		if ((mkdir(argv[i], 0755) < 0 && errno != EEXIST) || !realpath(argv[i], abs_dir[i - 1])) {
+			fprintf(stderr, "gen_corpus: mkdir %s: %s\n", argv[i], strerror(errno));
+			return 1;
+		}
+	/* absolute paths in the lists: tests run from wherever meson likes */
+	req_dir = abs_dir[0];
+	proto_dir = abs_dir[1];
+	if (argc == 5) {
+		list_req = fopen(argv[3], "w");
+		list_proto = fopen(argv[4], "w");
+		if (!list_req || !list_proto) {
+			fprintf(stderr, "gen_corpus: cannot write the list files\n");
+			return 1;
+		}
+	}
+	struct seed s;
+
+	/* GET_DESCRIPTOR(device) at address 0 on port 1: pipe 0x80000081, 18 bytes at gref 10 */
+	memset(&s, 0, sizeof(s));
+	ctrl(&s, 1, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 10);
+	emit("getdesc-addr0", &s);
+
+	/* source/sink: address, descriptors, configure, bulk both ways,
+	 * interrupt IN, vendor control loopback */
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(16);
+	set_address(&s, 1, 5);
+	ctrl(&s, 1, 5, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 10);
+	ctrl(&s, 1, 5, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0200, 0, 9, 11);
+	ctrl(&s, 1, 5, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0200, 0, 255, 12);
+	ctrl(&s, 1, 5, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0302, 0x0409, 255, 13);
+	set_config(&s, 1, 5, 1);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 1, 5, 1, true, 14, 512);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 1, 5, 2, false, 15, 512);
+	xfer(&s, USBIF_PIPE_TYPE_INT, 1, 5, 3, true, 16, 64);
+	ctrl(&s, 1, 5, 0x40, 0x5b, 0, 0, 64, 17);
+	ctrl(&s, 1, 5, 0xc0, 0x5c, 0, 0, 64, 18);
+	emit("sourcesink-enum-bulk", &s);
+
+	/* source/sink, a bulk IN of 64 KiB over 16 segments, one not contiguous */
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(1);
+	set_address(&s, 1, 5);
+	set_config(&s, 1, 5, 1);
+	{
+		struct usbif_urb_request *q = xfer(&s, USBIF_PIPE_TYPE_BULK, 1, 5, 1, true, 0, 0);
+		q->nr_buffer_segs = 16;
+		for (unsigned i = 0; i < 16; i++)
+			q->seg[i] = (struct usbif_request_segment){
+				.gref = 20 + i + (i >= 8), .offset = 0, .length = 4096};
+		q->buffer_length = 0; /* 65536 wraps to 0 (B.5) */
+		q->transfer_flags = USBIF_SHORT_NOT_OK;
+	}
+	emit("sourcesink-bulk-64k", &s);
+
+	/* source/sink alternate setting 1: isochronous IN and OUT, 3 packets
+	 * each, descriptors (in the tail) at offset 0 of the descriptor page */
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(4);
+	set_address(&s, 1, 5);
+	set_config(&s, 1, 5, 1);
+	ctrl(&s, 1, 5, 0x01, USB_REQ_SET_INTERFACE, 1, 0, 0, 0);
+	for (int dir = 0; dir < 2; dir++) {
+		bool in = dir == 0;
+		struct usbif_urb_request *q = add(&s);
+		q->pipe = pipe_of(1, 5, in ? 4 : 5, in, USBIF_PIPE_TYPE_ISOC);
+		q->nr_buffer_segs = 1;
+		q->seg[0] = (struct usbif_request_segment){.gref = in ? 30 : 32, .offset = 0, .length = 3072};
+		q->buffer_length = 3072;
+		q->u.isoc.interval = 1;
+		q->u.isoc.number_of_packets = 3;
+		q->u.isoc.nr_frame_desc_segs = 1;
+		q->seg[1] = (struct usbif_request_segment){.gref = in ? 31 : 33, .offset = 0, .length = 48};
+	}
+	for (unsigned k = 0; k < 3; k++) {
+		uint32_t off = k * 1024, len = 1024;
+		memcpy(s.tail + 16 * k, &off, 4);
+		memcpy(s.tail + 16 * k + 4, &len, 4);
+	}
+	s.tail_len = 48;
+	emit("sourcesink-isoc", &s);
+
+	/* tablet: enumerate, HID class requests, an interrupt IN that waits,
+	 * its unlink, and another left for the F_UNLINK cleanup */
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(16) | F_UNLINK;
+	set_address(&s, 2, 9);                                      /* id 0 */
+	set_config(&s, 2, 9, 1);                                    /* id 1 */
+	ctrl(&s, 2, 9, 0x81, USB_REQ_GET_DESCRIPTOR, 0x2200, 0, 64, 10); /* report descriptor, id 2 */
+	ctrl(&s, 2, 9, 0x21, 0x0a, 0, 0, 0, 0);                     /* SET_IDLE, id 3 */
+	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 9, 1, true, 11, 8);        /* id 4: waits */
+	unlink_req(&s, pipe_of(2, 9, 1, true, USBIF_PIPE_TYPE_INT), 4); /* id 5 */
+	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 9, 1, true, 12, 8);        /* id 6: cleanup unlinks it */
+	emit("tablet-int-unlink", &s);
+
+	/* storage: INQUIRY through the whole BOT cycle, one request per round */
+	static const uint8_t inquiry[6] = {0x12, 0, 0, 0, 36, 0};
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(1);
+	set_address(&s, 3, 7);
+	set_config(&s, 3, 7, 1);
+	ctrl(&s, 3, 7, 0xa1, 0xfe, 0, 0, 1, 10); /* GET_MAX_LUN */
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 2, false, 11, 31);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 12, 36);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 13, 13);
+	cbw_tail(&s, 1, 36, true, inquiry, 6);
+	emit("storage-inquiry", &s);
+
+	/* storage: READ(10) of 2 blocks into a split, non-contiguous buffer;
+	 * the IN transfers go out first and wait for the CBW */
+	static const uint8_t read10[10] = {0x28, 0, 0, 0, 0, 0, 0, 0, 2, 0};
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(16);
+	set_address(&s, 3, 7);
+	set_config(&s, 3, 7, 1);
+	{
+		struct usbif_urb_request *q = xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 0, 0);
+		q->nr_buffer_segs = 2;
+		q->seg[0] = (struct usbif_request_segment){.gref = 40, .offset = 100, .length = 500};
+		q->seg[1] = (struct usbif_request_segment){.gref = 42, .offset = 0, .length = 524};
+		q->buffer_length = 1024;
+	}
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 43, 13);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 2, false, 44, 31);
+	cbw_tail(&s, 2, 1024, true, read10, 10);
+	emit("storage-read10-parked", &s);
+
+	/* storage: WRITE(10) with FUA of one block, then the CSW */
+	static const uint8_t write10[10] = {0x2a, 0x08, 0, 0, 0, 1, 0, 0, 1, 0};
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(2);
+	set_address(&s, 3, 7);
+	set_config(&s, 3, 7, 1);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 2, false, 50, 31);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 2, false, 51, 512);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 52, 13);
+	cbw_tail(&s, 3, 512, false, write10, 10);
+	emit("storage-write10", &s);
+
+	/* ids as given, duplicates included; spurious kicks */
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(8) | F_KEEP_IDS | F_ALWAYS_KICK;
+	set_address(&s, 2, 3);
+	set_config(&s, 2, 3, 1);
+	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 3, 1, true, 10, 8);
+	s.req[2].id = 7;
+	ctrl(&s, 1, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 11);
+	s.req[3].id = 7; /* in flight already: -EINVAL */
+	unlink_req(&s, pipe_of(2, 3, 1, true, USBIF_PIPE_TYPE_INT), 7);
+	s.req[4].id = 9;
+	emit("keep-ids-dup", &s);
+
+	/* malformed requests, each refused with its status */
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(16) | F_ALWAYS_KICK;
+	ctrl(&s, 1, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 10);
+	s.req[0].nr_buffer_segs = 17;                          /* > 16 segments */
+	ctrl(&s, 1, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 10);
+	s.req[1].seg[0].offset = 4090;                         /* past the page */
+	ctrl(&s, 5, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 10); /* port 5 of 4 */
+	ctrl(&s, 4, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 10); /* empty port */
+	ctrl(&s, 1, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 10);
+	s.req[4].pipe |= 1u << 20;                             /* reserved bit */
+	ctrl(&s, 1, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 1000); /* gref beyond 64 pages */
+	ctrl(&s, 1, 0, 0x00, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 10);
+	s.req[6].pipe |= USBIF_PIPE_DIR;                       /* SETUP says OUT, pipe says IN */
+	ctrl(&s, 1, 0, 0x80, USB_REQ_GET_STATUS, 0, 0, 2, 10); /* address 0, not GET_DESCRIPTOR */
+	ctrl(&s, 1, 99, 0x80, USB_REQ_GET_STATUS, 0, 0, 2, 10); /* unknown address */
+	unlink_req(&s, pipe_of(1, 0, 0, true, USBIF_PIPE_TYPE_CTRL), 3);
+	s.req[9].nr_buffer_segs = 1;                           /* unlink with a segment */
+	s.req[9].seg[0].length = 4;
+	emit("malformed", &s);
+
+	/* a hostile producer index at the end */
+	memset(&s, 0, sizeof(s));
+	s.flags = F_HOSTILE;
+	ctrl(&s, 1, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 10);
+	set_address(&s, 2, 4);
+	set_config(&s, 2, 4, 1);
+	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 4, 1, true, 11, 8); /* pending when the ring breaks */
+	emit("hostile-end", &s);
+
+	if (list_req) {
+		fclose(list_req);
+		fclose(list_proto);
+	}
+	return 0;
+}
