@@ -6,6 +6,14 @@
 #                [--mem MB] [--timeout SECONDS] [--keep] [-v] --run GUEST_SCRIPT [-- ARGS...]
 #   gadget-vm.sh --setup-only
 #
+#   --bin PATH        host program -> guest /usr/local/bin, with the libraries ldd lists
+#   --file SRC:/DST   file or directory copied into the guest
+#   --run SCRIPT      run as /test/<name> (busybox sh) with ARGS; its output is streamed
+#   --udcs N          dummy_hcd num=N: UDCs dummy_udc.0..N-1, buses 1..N (1..32)
+#   --super-speed     dummy_hcd is_super_speed=1
+#   --timeout S (600) --mem MiB (1024) --keep (keep the work dir) -v (say what happens)
+# Guest side: /lib/gadget.sh (gadget-initramfs/gadget.sh). More: gadget-vm.md.
+#
 # The guest is built from Debian packages only (see /work/shared/testbeds.md section 1):
 # the current linux-image-<abi>-amd64, busybox-static, udev (systemd-udevd, which libusb
 # needs for hot-plug), usbip and the runtime libraries those need. Nothing is installed
@@ -13,8 +21,8 @@
 # `dpkg -x` into $PVUSB_VM_CACHE (default /var/cache/pvusb-vm), once per kernel ABI.
 #
 # Exit status: the guest script's own exit status; 124 when the timeout expired; 125 when
-# the guest kernel panicked/oopsed or the guest never reported a result; 2 on bad usage;
-# 1 when the host-side setup failed.
+# the guest kernel panicked/oopsed, the guest's /init failed, or no result came back;
+# 2 on bad usage; 1 when the host-side setup failed.
 set -euo pipefail
 
 readonly PROG=gadget-vm
@@ -64,6 +72,7 @@ usage() {
 # Arguments
 bins=() files=() script="" timeout_s=600 setup_only=0 keep=0 udcs="" super_speed=0 mem=1024
 guest_args=()
+bad_usage() { err "$*"; exit 2; }
 need_arg() { [[ $# -ge 2 && -n $2 ]] || { err "$1 needs an argument"; usage; }; }
 while (($#)); do
     case $1 in
@@ -82,16 +91,16 @@ while (($#)); do
     *) err "unknown argument: $1"; usage ;;
     esac
 done
-[[ $timeout_s =~ ^[1-9][0-9]*$ ]] || die "--timeout wants a positive number of seconds"
-[[ $mem =~ ^[1-9][0-9]*$ ]] || die "--mem wants a size in MiB"
-[[ -z $udcs || ($udcs =~ ^[1-9][0-9]?$ && $udcs -le 32) ]] || die "--udcs wants 1..32 (dummy_hcd's MAX_NUM_UDC)"
+[[ $timeout_s =~ ^[1-9][0-9]*$ ]] || bad_usage "--timeout wants a positive number of seconds"
+[[ $mem =~ ^[1-9][0-9]*$ ]] || bad_usage "--mem wants a size in MiB"
+[[ -z $udcs || ($udcs =~ ^[1-9][0-9]?$ && $udcs -le 32) ]] || bad_usage "--udcs wants 1..32 (dummy_hcd's MAX_NUM_UDC)"
 if ((!setup_only)); then
     [[ -n $script ]] || { err "--run GUEST_SCRIPT is required (or --setup-only)"; usage; }
-    [[ -f $script ]] || die "guest script not found: $script"
-    for b in "${bins[@]}"; do [[ -f $b && -x $b ]] || die "--bin $b: not an executable file"; done
+    [[ -f $script ]] || bad_usage "guest script not found: $script"
+    for b in "${bins[@]}"; do [[ -f $b && -x $b ]] || bad_usage "--bin $b: not an executable file"; done
     for f in "${files[@]}"; do
-        [[ $f == *:/* ]] || die "--file $f: want SRC:/absolute/guest/path"
-        [[ -e ${f%%:/*} ]] || die "--file $f: ${f%%:/*} does not exist"
+        [[ $f == *:/* ]] || bad_usage "--file $f: want SRC:/absolute/guest/path"
+        [[ -e ${f%%:/*} ]] || bad_usage "--file $f: ${f%%:/*} does not exist"
     done
 fi
 ((EUID == 0)) || die "must run as root (apt-get, and a root-owned initramfs)"
@@ -256,7 +265,7 @@ setup() {
     [[ -f $ABIDIR/vmlinux ]] && KERNEL_IMAGE=$ABIDIR/vmlinux
 
     local inputs
-    inputs=$( (cat "${BASH_SOURCE[0]}" "$HERE"/initramfs/*; echo "$ABI") | sha256sum | cut -c1-16)
+    inputs=$( (cat "${BASH_SOURCE[0]}" "$HERE"/gadget-initramfs/*; echo "$ABI") | sha256sum | cut -c1-16)
     if [[ ! -f $BASE_CPIO || $(cat "$ABIDIR/base.stamp" 2>/dev/null) != "$inputs" ]]; then
         log "building the base initramfs"
         build_base "$ABIDIR/base.root"
@@ -388,11 +397,12 @@ build_base() {
     cp "$mdir"/modules.{order,builtin,builtin.modinfo} "$stage/lib/modules/$ABI/"
     run depmod -b "$stage" "$ABI"
 
-    install -m 0755 "$HERE/initramfs/init" "$stage/init"
-    install -m 0644 "$HERE/initramfs/gadget.sh" "$stage/lib/gadget.sh"
+    install -m 0755 "$HERE/gadget-initramfs/init" "$stage/init"
+    install -m 0644 "$HERE/gadget-initramfs/gadget.sh" "$stage/lib/gadget.sh"
     echo "PVUSB_VM_BOOT_MODULES='$(tr -s ' \n' '  ' <<<"$MODULES_BOOT")'" >"$stage/etc/pvusb-vm/base.conf"
     echo "root:x:0:0:root:/root:/bin/sh" >"$stage/etc/passwd"
     echo "root:x:0:" >"$stage/etc/group"
+    printf '127.0.0.1 localhost\n::1 localhost\n' >"$stage/etc/hosts"
 
     pack_cpio "$stage" "$BASE_CPIO"
 }
@@ -475,10 +485,14 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/pvusb-vm.XXXXXX")
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local rc=$?
+    # Interrupted: background jobs of a script ignore SIGINT, so stop QEMU by hand
+    # (timeout passes the TERM on to it).
+    [[ -n ${qemu_pid:-} ]] && kill "$qemu_pid" 2>/dev/null
     [[ -n ${tail_pid:-} ]] && kill "$tail_pid" 2>/dev/null
     if ((rc == 0 && !keep)); then rm -rf "$work"; else echo "$PROG: logs kept in $work" >&2; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 build_run_cpio "$work/run.root" "$work/run.cpio"
 # QEMU takes one initrd; the kernel unpacks concatenated newc archives in order.
@@ -508,6 +522,7 @@ tail -n +1 -s 0.2 --pid="$qemu_pid" -f "$work/output.log" |
 tail_pid=$!
 qemu_rc=0
 wait "$qemu_pid" || qemu_rc=$?
+qemu_pid=""
 wait "$tail_pid" || true
 tail_pid=""
 log "guest ran $(($(date +%s%N) / 1000000 - start_ms)) ms (qemu exit $qemu_rc)"

@@ -24,6 +24,7 @@
 #   gadget_port NAME     host-side port path, e.g. 1-1
 #   gadget_sysfs NAME    /sys/bus/usb/devices/<port>
 #   gadget_devnode NAME  /dev/bus/usb/BBB/DDD of the current enumeration
+#   gadget_host_node NAME CLASS   host-side node a driver made, e.g. CLASS block -> /dev/sda
 #   gadget_hidg NAME / gadget_acm_tty NAME   gadget-side character devices
 #   gadget_udcs          the UDCs the kernel offers
 #   gadget_wait_for SECONDS CMD...   poll CMD every 20 ms until it succeeds
@@ -130,6 +131,24 @@ gadget_devnode() {
     local s
     s=$(gadget_sysfs "$1") || return 1
     printf '/dev/bus/usb/%03d/%03d\n' "$(cat "$s/busnum")" "$(cat "$s/devnum")"
+}
+
+# /dev node of the first device of class CLASS (block, hidraw, tty, ...) that a host-side
+# driver made for the gadget, e.g. gadget_host_node disk block -> /dev/sda. Drivers bind
+# asynchronously: wrap in gadget_wait_for when calling right after a bind.
+gadget_host_node() {
+    local s n
+    s=$(gadget_sysfs "$1") || return 1
+    s=$(readlink -f "$s")
+    for n in /sys/class/"$2"/*; do
+        case $(readlink -f "$n/device" 2>/dev/null) in
+        "$s" | "$s"/*)
+            echo "/dev/${n##*/}"
+            return 0
+            ;;
+        esac
+    done
+    return 1
 }
 
 gadget_new() {
