@@ -33,6 +33,8 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/lock /run/xen /run/xenstored
 chmod 1777 /tmp
+# The initramfs root is a tmpfs, whose root directory defaults to mode 1777.
+chmod 755 /
 ln -sf /proc/self/fd /dev/fd
 ln -sf /proc/self/fd/0 /dev/stdin
 ln -sf /proc/self/fd/1 /dev/stdout

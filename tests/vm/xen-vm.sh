@@ -8,14 +8,18 @@
 #
 # The dom0 script runs as `bash /root/test.sh` in /root and can `. /lib/xen-test.sh` for
 # start_domu / wait_domu_log / domu_log (see xen-test-lib.sh). --file puts a host file or
-# directory into dom0 at DST; --domu-file puts one into every domU ramdisk (a file at
-# /domu.sh there is run by the domU's /init after xen-hcd is loaded).
+# directory into dom0 at DST (e.g. --file build/src/pvusbd:/usr/local/bin/pvusbd);
+# --domu-file puts one into every domU ramdisk (a file at /domu.sh there is run by the
+# domU's /init after xen-hcd is loaded). dom0 has oxenstored, xenconsoled, udevd running,
+# configfs mounted, and the USB modules (dummy_hcd, gadget functions, usbip, usbmon) ready
+# for modprobe. --timeout (default 600) counts from QEMU's start; dom0 stops the script
+# ~15 s before it so that the domU logs are still printed.
 #
 # Exit status: the dom0 script's own, or 124 timeout, 125 Xen/dom0 crash or dom0 setup
 # error, 126 VM stopped without a result, 2 usage error, 1 host setup error.
 #
 # The recipe and its pitfalls are in /work/shared/testbeds.md section 2. Everything heavy
-# (downloads, debootstrap, kernel module build, the ~160 MB dom0 cpio) is built once into
+# (downloads, debootstrap, kernel module build, the ~230 MB dom0 cpio) is built once into
 # $PVUSB_XEN_CACHE and reused; a run only packs the caller's files into a small cpio that
 # is appended to the cached one (the dom0 kernel unpacks concatenated cpio archives; Xen
 # hands dom0 only ONE initrd module, so a second multiboot module would be ignored).
@@ -60,7 +64,8 @@ kernel/drivers/hid/usbhid"
 
 die() { echo "$PROG: $*" >&2; exit 1; }
 usage() {
-    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" | sed -n '1,17p' >&2
+    # The header comment up to its "Exit status" paragraph.
+    sed -n '2,/^# error, 126/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
 
@@ -139,7 +144,7 @@ host_packages() {
     # Tools this script runs on the host; installed only when missing.
     local need=() p
     for p in qemu-system-x86 debootstrap cpio gcc make kmod xz-utils; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+        [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" = "install ok installed" ] || need+=("$p")
     done
     [ ${#need[@]} -eq 0 ] && return 0
     export DEBIAN_FRONTEND=noninteractive
@@ -200,9 +205,10 @@ build_xen_hcd() {
 }
 
 # copy_modules SRC_MODDIR DST_MODDIR ITEM... : copy the listed module files/directories
-# (relative to SRC_MODDIR) plus everything they depend on, then run depmod so modprobe works.
+# (relative to SRC_MODDIR) plus everything they depend on (modinfo's "depends"), and the
+# files depmod needs; the caller then runs depmod so that modprobe works.
 copy_modules() {
-    local src=$1 dst=$2 root ver name dep f; shift 2
+    local src=$1 dst=$2 name dep f; shift 2
     local -A path_of=() done_=()
     local queue=()
     while IFS= read -r f; do
@@ -306,7 +312,7 @@ build_dom0_mods() {
     # Directory entries must carry the modes they have in the base, or unpacking this
     # archive over it would change them.
     (cd "$st" && find . -mindepth 1 -type d | while IFS= read -r d; do
-        [ -e "$C/rootfs/$d" ] && chmod --reference="$C/rootfs/$d" "$d"; done; true)
+        if [ -e "$C/rootfs/$d" ]; then chmod --reference="$C/rootfs/$d" "$d"; fi; done)
     (cd "$st" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$C/dom0-mods.cpio.tmp"
     mv "$C/dom0-mods.cpio.tmp" "$C/dom0-mods.cpio"
 }
@@ -315,20 +321,24 @@ setup() {
     # One setup at a time; runs share the finished cache.
     exec 8>"$C/setup.lock"; flock 8
     step host-packages host_packages
-    ABI=$(kernel_abi)
-    if [ -z "$ABI" ]; then apt-get update -q >/dev/null 2>&1 || true; ABI=$(kernel_abi); fi
+    ABI=$(kernel_abi || true)
+    if [ -z "$ABI" ]; then apt-get update -q >/dev/null 2>&1 || true; ABI=$(kernel_abi || true); fi
     [ -n "$ABI" ] || die "cannot find the kernel ABI (apt-cache depends linux-image-amd64)"
     KVER=$(echo "$ABI" | cut -d. -f1,2)
     MIRROR=$(apt_uri bookworm); MIRROR=${MIRROR:-http://deb.debian.org/debian}
     SECMIRROR=$(apt_uri bookworm-security); SECMIRROR=${SECMIRROR:-http://deb.debian.org/debian-security}
+    # The hypervisor's version keys the downloads and the dom0 root, so the toolstack in
+    # dom0 always comes from the same 4.17 release as the hypervisor.
+    XENVER=$(apt-cache policy xen-hypervisor-4.17-amd64 2>/dev/null | awk '/Candidate:/ { print $2 }' || true)
+    [ -n "$XENVER" ] && [ "$XENVER" != "(none)" ] || die "xen-hypervisor-4.17-amd64 is not known to apt"
     DEBS=("linux-image-$ABI" "linux-headers-$ABI" "linux-headers-${ABI%-amd64}-common"
         "linux-kbuild-$KVER" "linux-source-$KVER" xen-hypervisor-4.17-amd64 busybox-static)
 
-    stamp_ok debs "$V_DEBS $ABI" || { step download download_debs; stamp_set debs "$V_DEBS $ABI"; }
+    stamp_ok debs "$V_DEBS $ABI $XENVER" || { step download download_debs; stamp_set debs "$V_DEBS $ABI $XENVER"; }
     stamp_ok kernel "$V_DEBS $ABI" || { step kernel unpack_kernel; stamp_set kernel "$V_DEBS $ABI"; }
-    stamp_ok xen "$V_XEN $ABI" || { step xen unpack_xen; stamp_set xen "$V_XEN $ABI"; }
+    stamp_ok xen "$V_XEN $XENVER" || { step xen unpack_xen; stamp_set xen "$V_XEN $XENVER"; }
     stamp_ok xen-hcd "$V_HCD $ABI" || { step xen-hcd build_xen_hcd; stamp_set xen-hcd "$V_HCD $ABI"; }
-    local rkey="$V_ROOT $MIRROR $SECMIRROR $(echo $DOM0_PKGS)"
+    local rkey="$V_ROOT $XENVER $MIRROR $SECMIRROR $(echo $DOM0_PKGS)"
     stamp_ok rootfs "$rkey" || { step rootfs build_rootfs; stamp_set rootfs "$rkey"; }
     local dkey="$V_DOMU $ABI $(echo $DOMU_MODS)"
     stamp_ok domu-base "$dkey" || { step domu-base build_domu_base; stamp_set domu-base "$dkey"
@@ -356,7 +366,7 @@ pack() { # DIR OUT [REFERENCE_ROOT]: newc cpio of DIR's contents
     local dir=$1 out=$2 ref=${3:-}
     if [ -n "$ref" ]; then
         (cd "$dir" && find . -mindepth 1 -type d | while IFS= read -r d; do
-            [ -e "$ref/$d" ] && chmod --reference="$ref/$d" "$d"; done; true)
+            if [ -e "$ref/$d" ]; then chmod --reference="$ref/$d" "$d"; fi; done)
     fi
     (cd "$dir" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$out"
 }
@@ -384,7 +394,7 @@ build_overlay() {
     pack "$ov" "$W/overlay.cpio" "$C/rootfs"
 }
 
-# The initrd QEMU loads is base (root + mods) + overlay. Rewriting 160 MB per run is
+# The initrd QEMU loads is base (root + mods) + overlay. Rewriting ~220 MB per run is
 # avoided by keeping one cached copy of the base and only truncating it back to the base
 # size and appending the new overlay. The lock (fd 9, held until QEMU exits) keeps
 # concurrent runs from sharing the file; a run that cannot get it builds a private copy.
@@ -427,7 +437,7 @@ run_vm() {
     [[ $dom0_args != *,* ]] || die "PVUSB_XEN_DOM0_ARGS must not contain a comma (QEMU module separator)"
     # One vCPU by default: measured here, a dom0 pipeline (`tr | grep`) took 0.86 s with
     # -smp 2 and 0.2 s with -smp 1 (cross-vCPU wake-ups are costly under TCG), a boot plus
-    # smoke test 96 s against 69 s, and the host's 2 cores are shared with other work.
+    # smoke test 66 s against 53 s, and the host's 2 cores are shared with other work.
     # One grep in dom0 also died once of a GPF in libc with -smp 2 (never seen with 1).
     start=$(date +%s.%N)
     qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${PVUSB_XEN_SMP:-1}" \
@@ -471,7 +481,13 @@ run_vm() {
     local total; total=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     local t="dom0 ready after ${ready:-?} s, total ${total} s"
     case $state in
-        result) echo "$PROG: dom0 script exited with rc=$rc ($t)" >&2; return "$rc" ;;
+        result)
+            if [ "$rc" = 124 ] && grep -aq '^PVUSB-VM: dom0 script killed after' "$log"; then
+                echo "$PROG: dom0 script timed out (killed in dom0 to fit --timeout $TIMEOUT) ($t)" >&2
+            else
+                echo "$PROG: dom0 script exited with rc=$rc ($t)" >&2
+            fi
+            return "$rc" ;;
         error) echo "$PROG: dom0 setup failed: $(grep -a '^PVUSB-VM-ERROR' "$log" | head -n 1 | tr -d '\r') ($t)" >&2; return 125 ;;
         crash) echo "$PROG: Xen or dom0 crashed: $(grep -aE '^\(XEN\) (Panic on CPU|Hardware Dom0 crashed|\*\*\* DOUBLE FAULT)' "$log" | head -n 1 | tr -d '\r') ($t)" >&2; return 125 ;;
         timeout) echo "$PROG: timeout after $TIMEOUT s without a result line ($t)" >&2; return 124 ;;

@@ -2,20 +2,25 @@
 # Smoke test of the Xen test machine, run in dom0 by:
 #     tests/vm/xen-vm.sh --run tests/vm/xen-guest/smoke.sh
 # 1. A PV domU boots the shared kernel with the busybox ramdisk and loads the real
-#    xen-hcd.ko (checked on its console: the init message and the lsmod line).
+#    xen-hcd.ko (checked on its console: the domU /init's "xen-hcd loaded" line, printed
+#    when modprobe succeeds since xen-hcd has no init message, and the lsmod line).
 # 2. `xl usbctrl-attach <dom> type=pv` with no backend: libxl writes the vusb backend and
 #    frontend directories (spec D.1/D.2) and waits ~10 s for InitWait, then fails. The
 #    layout is dumped and checked while it waits.
+#    Measured: libxl then leaves that controller's backend, frontend and /libxl entries
+#    in xenstore (state 1), so the next controller gets devid 1 and `xl destroy` later
+#    prints "unable to remove device with path .../vusb/<domid>/0".
 # 3. The same again, but this script plays the backend's xenstore part only (state 2, then
 #    6 on teardown): xen-hcd must answer with urb-ring-ref, conn-ring-ref, event-channel
-#    and state 4 (spec D.3 step 4). No ring is mapped, so no URB can flow.
+#    and state 4 (spec D.3 step 4), and remove its controller on detach. No ring is
+#    mapped, so no URB can flow.
 set -euo pipefail
 . /lib/xen-test.sh
 
 fail() { echo "SMOKE: FAIL: $*"; exit 1; }
 xs_be() { echo "/local/domain/0/backend/vusb/$1/$2"; }
 xs_fe() { echo "/local/domain/$1/device/vusb/$2"; }
-wait_key() { # PATH VALUE_REGEX TIMEOUT_TENTHS
+wait_key() { # PATH VALUE_REGEX TRIES: one xenstore-read per ~0.1-0.2 s
     local i v
     for ((i = 0; i < $3; i++)); do
         v=$(xenstore-read "$1" 2>/dev/null) && [[ $v =~ $2 ]] && return 0
@@ -95,7 +100,8 @@ for k in urb-ring-ref conn-ring-ref event-channel; do
 done
 xl usb-list smoke
 # xen-hcd registers its host controller (root hub) at probe time, before connecting.
-wait_domu_log 'Xen USB2.0 Virtual Host Controller' 20 || fail "no xen-hcd host controller in the domU's log"
+wait_domu_log "vusb vusb-$devid: Xen USB2.0 Virtual Host Controller" 20 ||
+    fail "no xen-hcd host controller vusb-$devid in the domU's log"
 
 # Teardown: libxl writes online=0 and state=5 and waits for 6; xen-hcd goes to 6 itself.
 (wait_key "$be/state" '^5$' 150 && wait_key "$fe/state" '^6$' 100 && xenstore-write "$be/state" 6) &
@@ -105,6 +111,12 @@ xl usbctrl-detach smoke "$devid" || fail "usbctrl-detach failed"
 wait "$fake" || true
 echo "SMOKE: usbctrl-detach took $(xt_since "$t3") s"
 ! xenstore-read "$be/state" >/dev/null 2>&1 || fail "$be still exists after detach"
+wait_domu_log "vusb vusb-$devid: remove" 20 || fail "xen-hcd did not remove vusb-$devid"
 
+# Controller 0 from step 2 is still there at state 1 with no backend: expect xl destroy
+# to print "unable to remove device" for it (and still destroy the domain).
+t4=$(xt_now)
 xl destroy smoke
+echo "SMOKE: xl destroy took $(xt_since "$t4") s"
+! xl domid smoke >/dev/null 2>&1 || fail "domain smoke still exists after xl destroy"
 echo "SMOKE: PASS"
