@@ -8,6 +8,7 @@
  *
  * Input layout:
  *   byte 0        flags (below)
+ *   byte 1        unplug (below)
  *   148 * n       n urb requests, written to the ring as a frontend would
  *   0..147 bytes  tail: copied to offset 0 of every data page (2..63), so
  *                 OUT buffers, CBWs and isochronous frame descriptors can be
@@ -27,6 +28,17 @@
  *                       notify only as A.4 says, which also tests that the
  *                       backend's event index never loses a wake-up
  *   bits 4..7           requests per round - 1 (1..16)
+ * Unplug:
+ *   bits 0..1  port to take the device off (pvusb_hc_detach) in the middle
+ *              of the input, 0 for none: every request in flight on it must
+ *              be answered by the time detach returns, later ones get
+ *              -ENODEV (spec E.6)
+ *   bits 2..5  after which round (past the last: after the last)
+ *   bit 6      plug a fresh device back at once; otherwise only after the
+ *              input (the rest of the input sees an empty port)
+ *   bit 7      move the tablet after every round (emul_tablet_input): a
+ *              waiting interrupt IN then completes on this thread, not the
+ *              controller's, as a real device's completion would
  *
  * The fuzzer may set any field: grefs are bounds-checked by the backend
  * against the 64 pages. The one thing the harness rewrites is a gref naming
@@ -45,9 +57,14 @@
  *   buffer length, error_count and start_frame 0 for non-isochronous;
  * - when every request of a round has been answered: maps_live == 0,
  *   inflight == 0, and the controller's counters equal what the ring shows;
+ *   when some wait in a device, maps_live is exactly the segments they map;
  * - a round that leaves requests pending is only accepted once the
  *   controller has taken every request (pvusb_hc_stats().requests), so a
- *   lost wake-up or a stuck request is a 2 s timeout, reported as a crash;
+ *   lost wake-up or a stuck request is a 5 s timeout, reported as a crash
+ *   (a disconnect that never finishes is libFuzzer's -timeout);
+ * - no stray writes: after the input, every byte of the data pages that no
+ *   request let the backend write (IN buffers, isochronous descriptors)
+ *   still holds what the input started with;
  * - an unlink (F_UNLINK) of a pending request, with no SET_ADDRESS since the
  *   request went out, answers 0 and its target is answered too;
  * - the controller is never broken unless F_HOSTILE made it so, and then it
@@ -81,6 +98,7 @@
 #include "pvusb/request.h"
 #include "pvusb/ring.h"
 #include "pvusb/usbif.h"
+#include "dev/emul.h"
 #include "util/log.h"
 
 #define PAGES 64u
@@ -92,7 +110,8 @@
 #define MAX_REQS 64u          /* requests taken from one input */
 #define MAX_TRACK 128u        /* outstanding entries (<= 16 at a time) */
 #define IMAGE_BYTES (64u * 1024u)
-#define ROUND_DEADLINE_NS (2ull * 1000000000ull)
+#define DEADLINE_S 5ull /* generous: a loaded 2-CPU machine under ASan */
+#define ROUND_DEADLINE_NS (DEADLINE_S * 1000000000ull)
 
 enum {
 	F_KEEP_IDS = 1u << 0,
@@ -104,9 +123,18 @@ enum {
 static const uint8_t expect_speed[NPORTS + 1] = {0, USBIF_SPEED_HIGH, USBIF_SPEED_FULL,
 						 USBIF_SPEED_HIGH, 0};
 
+enum {
+	U_PORT_MASK = 3u,
+	U_ROUND_SHIFT = 2,
+	U_ROUND_MASK = 15u,
+	U_REPLUG_NOW = 1u << 6,
+	U_INPUT = 1u << 7,
+};
+
 static struct {
 	bool ready;
-	bool trace; /* PVUSB_FUZZ_TRACE: print every request and response */
+	bool trace;            /* PVUSB_FUZZ_TRACE: print every request and response */
+	char storage_name[64]; /* storage:/proc/self/fd/N, to plug it again */
 	struct pvusb_hc *hc;
 	int memfd, kick_be, kick_fe, image_fd;
 	uint8_t *mem; /* our own mapping of the memfd */
@@ -122,6 +150,7 @@ struct entry {
 	uint8_t type;
 	bool nbuf_ok; /* nr_buffer_segs <= 16 */
 	uint32_t data_len;
+	uint32_t maps;      /* grant mappings it holds while pending in a device */
 	uint16_t npackets;
 	uint32_t pipe;
 	unsigned seq;       /* order of submission within the input */
@@ -137,7 +166,9 @@ struct cleanup_unlink {
 };
 
 struct ctx {
-	unsigned flags;
+	unsigned flags, unplug;
+	unsigned unplugged;  /* port taken off during this input, 0 if none */
+	bool replugged;
 	struct entry out[MAX_TRACK];
 	unsigned nout;
 	uint64_t sent, answered; /* since connect */
@@ -148,6 +179,8 @@ struct ctx {
 	struct cleanup_unlink unl[USB_URB_RING_SIZE];
 	unsigned nunl;
 };
+
+static void mark_writable(const struct usbif_urb_request *q);
 
 /* ---- reporting ---- */
 
@@ -245,6 +278,23 @@ static void connect_frontend(void)
 	G.base_responses = st.responses;
 }
 
+static const char *dev_name(unsigned port)
+{
+	return port == 1 ? "sourcesink" : port == 2 ? "tablet" : G.storage_name;
+}
+
+static void plug(unsigned port)
+{
+	struct pvusb_dev *d;
+	char err[256] = "";
+	int rc = pvusb_dev_open(dev_name(port), &d, err, sizeof(err));
+	if (rc < 0)
+		setup_fail("pvusb_dev_open(%s): %d %s", dev_name(port), rc, err);
+	rc = pvusb_hc_attach(G.hc, port, d);
+	if (rc < 0)
+		setup_fail("pvusb_hc_attach(%u, %s): %d", port, dev_name(port), rc);
+}
+
 static void setup_once(void)
 {
 	G.trace = getenv("PVUSB_FUZZ_TRACE") != NULL;
@@ -270,20 +320,12 @@ static void setup_once(void)
 	if (G.image_fd < 0 || ftruncate(G.image_fd, IMAGE_BYTES) < 0)
 		setup_fail("image: %s", strerror(errno));
 
-	char storage[96];
-	snprintf(storage, sizeof(storage), "storage:%s", image);
-	const char *devs[] = {"sourcesink", "tablet", storage};
-	for (unsigned i = 0; i < 3; i++) {
-		struct pvusb_dev *d;
-		char err[256] = "";
-		rc = pvusb_dev_open(devs[i], &d, err, sizeof(err));
-		if (rc < 0)
-			setup_fail("pvusb_dev_open(%s): %d %s", devs[i], rc, err);
-		rc = pvusb_hc_attach(G.hc, i + 1, d);
-		if (rc < 0)
-			setup_fail("pvusb_hc_attach(%u, %s): %d", i + 1, devs[i], rc);
-	}
-	unlink(image); /* the device and G.image_fd keep it open */
+	/* the name reopens our descriptor, so the device can be plugged again
+	 * after the file is gone from the directory */
+	snprintf(G.storage_name, sizeof(G.storage_name), "storage:/proc/self/fd/%d", G.image_fd);
+	for (unsigned port = 1; port <= 3; port++)
+		plug(port);
+	unlink(image); /* the devices and G.image_fd keep it open */
 
 	G.memfd = memfd_create("pvusb-fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (G.memfd < 0 || ftruncate(G.memfd, (off_t)PAGES * USBIF_PAGE_SIZE) < 0 ||
@@ -440,12 +482,22 @@ static void wait_round(struct ctx *c)
 			if (posted == c->answered && st.inflight != c->nout)
 				die("%u requests pending on the ring, controller has %u in flight",
 				    c->nout, st.inflight);
+			if (posted == c->answered && !(c->flags & F_KEEP_IDS)) {
+				/* pending ones hold exactly their own mappings */
+				uint64_t maps = 0;
+				for (unsigned k = 0; k < c->nout; k++)
+					maps += c->out[k].maps;
+				if (st.maps_live != maps)
+					die("%u requests pending holding %llu grant mappings, %llu live",
+					    c->nout, (unsigned long long)maps,
+					    (unsigned long long)st.maps_live);
+			}
 			return;
 		}
 		if (now_ns() > deadline)
-			die("timeout: after 2 s the controller took %llu of %llu requests, %u unanswered"
-			    " (lost wake-up?)", (unsigned long long)taken, (unsigned long long)c->sent,
-			    c->nout);
+			die("timeout: after %llu s the controller took %llu of %llu requests, %u "
+			    "unanswered (lost wake-up?)", DEADLINE_S, (unsigned long long)taken,
+			    (unsigned long long)c->sent, c->nout);
 	}
 }
 
@@ -467,6 +519,12 @@ static void track(struct ctx *c, const struct usbif_urb_request *q)
 		for (unsigned i = 0; i < q->nr_buffer_segs; i++)
 			e->data_len += q->seg[i].length;
 	e->npackets = q->u.isoc.number_of_packets;
+	/* what the core maps for an accepted request (map_data, map_iso) */
+	if (e->nbuf_ok && e->data_len > 0)
+		e->maps += q->nr_buffer_segs;
+	if (p.type == USBIF_PIPE_TYPE_ISOC && e->nbuf_ok &&
+	    q->nr_buffer_segs + q->u.isoc.nr_frame_desc_segs <= USBIF_MAX_SEGMENTS_PER_REQUEST)
+		e->maps += q->u.isoc.nr_frame_desc_segs;
 	e->seq = c->seq;
 	e->unlinked_by = -1;
 	if (p.type == USBIF_PIPE_TYPE_CTRL && q->u.ctrl[1] == USB_REQ_SET_ADDRESS) {
@@ -482,6 +540,7 @@ static void put_request(struct ctx *c, struct usbif_urb_request *q)
 	if (usbif_front_free(&G.urb) == 0 || c->nout >= USB_URB_RING_SIZE)
 		die("harness: ring full (%u in flight)", c->nout);
 	track(c, q);
+	mark_writable(q);
 	if (G.trace)
 		fprintf(stderr, "  req id %u pipe %#x segs %u len %u setup %02x %02x %04x\n", q->id,
 			q->pipe, q->nr_buffer_segs, q->buffer_length, q->u.ctrl[0], q->u.ctrl[1],
@@ -586,14 +645,14 @@ static void hostile_end(struct ctx *c, uint8_t extra)
 		if (st.broken)
 			return;
 		if (now_ns() > deadline)
-			die("req_prod %u, %u past rsp_prod: controller not broken after 2 s", prod,
-			    prod - G.urb.sring->rsp_prod);
+			die("req_prod %u, %u past rsp_prod: controller not broken after %llu s", prod,
+			    prod - G.urb.sring->rsp_prod, DEADLINE_S);
 		wait_event(100);
 	}
 }
 
 /* The conn ring: only ports 1..3 announced, each with its device's speed. */
-static void check_conn(void)
+static void check_conn(const struct ctx *c)
 {
 	bool hostile = false;
 	uint32_t n = usbif_front_unconsumed(&G.conn, &hostile);
@@ -602,8 +661,49 @@ static void check_conn(void)
 	for (uint32_t i = 0; i < n; i++) {
 		struct usbif_conn_response r;
 		memcpy(&r, usbif_ring_slot(&G.conn, G.conn.cons++), sizeof(r));
-		if (r.portnum < 1 || r.portnum > NPORTS || r.speed != expect_speed[r.portnum])
+		if (r.portnum < 1 || r.portnum > NPORTS ||
+		    (r.speed != expect_speed[r.portnum] && !(r.speed == 0 && r.portnum == c->unplugged)))
 			die("conn event port %u speed %u", r.portnum, r.speed);
+	}
+}
+
+/* Input on the tablet (port 2): a queued interrupt IN completes here, on the
+ * fuzzer's thread, while the controller's thread sleeps or works. */
+static void move_tablet(struct ctx *c, unsigned round)
+{
+	struct pvusb_dev *d = pvusb_hc_port_dev(G.hc, 2);
+	if (!d)
+		return; /* unplugged */
+	if (emul_tablet_input(d, (uint16_t)(round * 977 + 1), (uint16_t)(c->seq * 31), round & 7,
+			      (int8_t)(round & 1 ? 1 : -1)) < 0)
+		die("emul_tablet_input refused the tablet on port 2");
+	consume(c);
+}
+
+/* Take the device off a port mid-input (E.6): detach returns once every
+ * request in flight on it has been answered. */
+static void unplug(struct ctx *c)
+{
+	unsigned port = c->unplug & U_PORT_MASK;
+	if (!port || c->unplugged)
+		return;
+	int rc = pvusb_hc_detach(G.hc, port);
+	if (rc < 0)
+		die("pvusb_hc_detach(%u): %d", port, rc);
+	c->unplugged = port;
+	consume(c);
+	struct pvusb_hc_stats st;
+	stats(&st);
+	if (st.broken)
+		die("controller broken by a well-behaved frontend: %s", st.broken_reason);
+	uint64_t posted = st.responses - G.base_responses;
+	if (posted != c->answered || st.inflight != c->nout)
+		die("after detach of port %u: controller posted %llu, ring shows %llu; %u in flight, "
+		    "%u pending on the ring", port, (unsigned long long)posted,
+		    (unsigned long long)c->answered, st.inflight, c->nout);
+	if (c->unplug & U_REPLUG_NOW) {
+		plug(port);
+		c->replugged = true;
 	}
 }
 
@@ -629,16 +729,76 @@ static void disconnect_frontend(struct ctx *c)
 	if (st.requests - G.base_requests != c->sent)
 		die("after disconnect: %llu taken, %llu sent",
 		    (unsigned long long)(st.requests - G.base_requests), (unsigned long long)c->sent);
-	check_conn();
+	check_conn(c);
 }
 
+/* ---- stray writes ---- */
+
+/* Bytes of the data pages some request of this input let the backend write:
+ * IN buffers and isochronous descriptor segments, marked whatever became of
+ * the request. Everything else must still hold what the input started with
+ * (OUT buffers are mapped read-only, so a write there is a SIGSEGV anyway). */
+static uint8_t wmask[PAGES * USBIF_PAGE_SIZE];
+static bool page_w[PAGES];
+
+static void mark_range(const struct usbif_request_segment *sg)
+{
+	if (sg->gref < FIRST_DATA_PAGE || sg->gref >= PAGES || sg->offset >= USBIF_PAGE_SIZE)
+		return;
+	uint32_t end = (uint32_t)sg->offset + sg->length;
+	if (end > USBIF_PAGE_SIZE)
+		end = USBIF_PAGE_SIZE; /* refused anyway; stay conservative */
+	memset(wmask + (size_t)sg->gref * USBIF_PAGE_SIZE + sg->offset, 1, end - sg->offset);
+	page_w[sg->gref] = true;
+}
+
+static void mark_writable(const struct usbif_urb_request *q)
+{
+	struct usbif_pipe p = usbif_pipe_decode(q->pipe);
+	unsigned nbuf = q->nr_buffer_segs, ndesc = 0;
+	if (nbuf > USBIF_MAX_SEGMENTS_PER_REQUEST)
+		return; /* refused before any mapping */
+	if (p.in)
+		for (unsigned i = 0; i < nbuf; i++)
+			mark_range(&q->seg[i]);
+	if (p.type == USBIF_PIPE_TYPE_ISOC) {
+		ndesc = q->u.isoc.nr_frame_desc_segs;
+		if (nbuf + ndesc <= USBIF_MAX_SEGMENTS_PER_REQUEST)
+			for (unsigned i = nbuf; i < nbuf + ndesc; i++)
+				mark_range(&q->seg[i]);
+	}
+}
+
+static void check_stray_writes(const uint8_t *tail, size_t tail_len)
+{
+	static uint8_t ref[USBIF_PAGE_SIZE];
+	memset(ref, 0, sizeof(ref));
+	memcpy(ref, tail, tail_len);
+	for (unsigned pg = FIRST_DATA_PAGE; pg < PAGES; pg++) {
+		const uint8_t *p = G.mem + (size_t)pg * USBIF_PAGE_SIZE;
+		if (!page_w[pg]) {
+			if (memcmp(p, ref, USBIF_PAGE_SIZE) == 0)
+				continue;
+		}
+		const uint8_t *m = wmask + (size_t)pg * USBIF_PAGE_SIZE;
+		for (unsigned b = 0; b < USBIF_PAGE_SIZE; b++)
+			if (!m[b] && p[b] != ref[b])
+				die("the backend wrote page %u offset %u (%#x, was %#x), which no request "
+				    "of this input let it write", pg, b, p[b], ref[b]);
+	}
+}
+
+/* The same starting point for every input: zeroed storage image, data pages
+ * holding zeros and the tail, nothing marked writable. */
 static void reset_world(const uint8_t *tail, size_t tail_len)
 {
-	/* storage: the same empty image for every input */
 	if (ftruncate(G.image_fd, 0) < 0 || ftruncate(G.image_fd, IMAGE_BYTES) < 0)
 		setup_fail("image reset: %s", strerror(errno));
 	for (unsigned pg = FIRST_DATA_PAGE; pg < PAGES; pg++) {
 		uint8_t *p = G.mem + (size_t)pg * USBIF_PAGE_SIZE;
+		if (page_w[pg])
+			memset(wmask + (size_t)pg * USBIF_PAGE_SIZE, 0, USBIF_PAGE_SIZE);
+		page_w[pg] = false;
 		memset(p, 0, USBIF_PAGE_SIZE);
 		memcpy(p, tail, tail_len);
 	}
@@ -650,24 +810,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup_once();
 	static struct ctx c;
 	memset(&c, 0, sizeof(c));
-	c.flags = size ? data[0] : 0;
-	const uint8_t *body = size ? data + 1 : data;
-	size_t body_len = size ? size - 1 : 0;
+	size_t hdr = size < 2 ? size : 2;
+	c.flags = size > 0 ? data[0] : 0;
+	c.unplug = size > 1 ? data[1] : 0;
+	const uint8_t *body = data + hdr;
+	size_t body_len = size - hdr;
 	size_t nreq = body_len / REQ_BYTES;
 	if (nreq > MAX_REQS)
 		nreq = MAX_REQS;
 	const uint8_t *tail = body + (body_len / REQ_BYTES) * REQ_BYTES;
 	size_t tail_len = body_len % REQ_BYTES;
 
-	if (!G.connected) {
-		reset_world(tail, 0);
-		connect_frontend();
-	}
-	/* the previous input's reset left zeroed pages; lay this input's tail */
-	for (unsigned pg = FIRST_DATA_PAGE; pg < PAGES; pg++)
-		memcpy(G.mem + (size_t)pg * USBIF_PAGE_SIZE, tail, tail_len);
+	/* between inputs nothing is in flight: the backend touches no page */
+	reset_world(tail, tail_len);
 
 	unsigned per_round = ((c.flags >> 4) & 15u) + 1;
+	unsigned unplug_after = (c.unplug >> U_ROUND_SHIFT) & U_ROUND_MASK, round = 0;
 	size_t i = 0;
 	while (i < nreq) {
 		unsigned room = USB_URB_RING_SIZE - c.nout;
@@ -684,13 +842,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		push(&c);
 		wait_round(&c);
+		if (c.unplug & U_INPUT)
+			move_tablet(&c, round);
+		if (round++ == unplug_after)
+			unplug(&c);
 	}
+	unplug(&c); /* no-op when done already or not asked for */
 	if ((c.flags & F_UNLINK) && c.nout > 0)
 		unlink_pending(&c);
 	if (c.flags & F_HOSTILE)
 		hostile_end(&c, tail_len ? tail[0] : 0);
 	disconnect_frontend(&c);
-	reset_world(tail, 0);
-	connect_frontend();
+	if (c.unplugged && !c.replugged)
+		plug(c.unplugged); /* every input starts with all three devices */
+	check_stray_writes(tail, tail_len);
+	connect_frontend(); /* fresh rings for the next input */
 	return 0;
 }

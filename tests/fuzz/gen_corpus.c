@@ -2,8 +2,8 @@
 /*
  * Seed inputs for the two fuzzers, written by code so they stay readable:
  *   gen_corpus <request-seed-dir> <proto-seed-dir> [<list-file-request> <list-file-proto>]
- * The request seeds follow fuzz_request.c's layout (flags byte, 148-byte
- * requests, tail copied to every data page); the proto seeds are a
+ * The request seeds follow fuzz_request.c's layout (flags byte, unplug byte,
+ * 148-byte requests, tail copied to every data page); the proto seeds are a
  * num_ports byte followed by the same requests. The optional list files get
  * the comma-separated seed paths, for libFuzzer's -seed_inputs=@FILE.
  */
@@ -21,7 +21,7 @@
 #define MAXREQ 32
 
 struct seed {
-	uint8_t flags;
+	uint8_t flags, unplug;
 	struct usbif_urb_request req[MAXREQ];
 	unsigned n;
 	uint8_t tail[147];
@@ -94,11 +94,11 @@ static void unlink_req(struct seed *s, uint32_t target_pipe, uint16_t target_id)
 	q->u.unlink.unlink_id = target_id;
 }
 
-/* CBW (BOT 5.1) in the tail, so it sits at offset 0 of every data page. */
-static void cbw_tail(struct seed *s, uint32_t tag, uint32_t len, bool in, const uint8_t *cdb,
-		     uint8_t cdb_len)
+/* CBW (BOT 5.1) number k in the tail, at offset 31*k of every data page. */
+static void cbw_at(struct seed *s, unsigned k, uint32_t tag, uint32_t len, bool in,
+		   const uint8_t *cdb, uint8_t cdb_len)
 {
-	uint8_t *t = s->tail;
+	uint8_t *t = s->tail + 31 * k;
 	memset(t, 0, 31);
 	memcpy(t, "USBC", 4);
 	for (int i = 0; i < 4; i++) {
@@ -109,7 +109,35 @@ static void cbw_tail(struct seed *s, uint32_t tag, uint32_t len, bool in, const 
 	t[13] = 0;
 	t[14] = cdb_len;
 	memcpy(t + 15, cdb, cdb_len);
-	s->tail_len = 31;
+	if (s->tail_len < 31 * (k + 1))
+		s->tail_len = 31 * (k + 1);
+}
+
+static void cbw_tail(struct seed *s, uint32_t tag, uint32_t len, bool in, const uint8_t *cdb,
+		     uint8_t cdb_len)
+{
+	cbw_at(s, 0, tag, len, in, cdb, cdb_len);
+}
+
+/* One whole BOT command on storage at (port 3, address 7): CBW k from the
+ * tail, the data phase, the CSW. */
+static void scsi(struct seed *s, unsigned k, const uint8_t *cdb, uint8_t cdb_len, bool in,
+		 uint16_t data_len)
+{
+	cbw_at(s, k, 100 + k, data_len, in, cdb, cdb_len);
+	struct usbif_urb_request *q = xfer(s, USBIF_PIPE_TYPE_BULK, 3, 7, 2, false, 10 + k, 31);
+	q->seg[0].offset = (uint16_t)(31 * k);
+	if (data_len)
+		xfer(s, USBIF_PIPE_TYPE_BULK, 3, 7, in ? 1 : 2, in, 20 + k, data_len);
+	xfer(s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 30 + k, 13);
+}
+
+static void storage_setup(struct seed *s, uint8_t flags)
+{
+	memset(s, 0, sizeof(*s));
+	s->flags = flags;
+	set_address(s, 3, 7);
+	set_config(s, 3, 7, 1);
 }
 
 /* ---- writing ---- */
@@ -142,9 +170,10 @@ static const char *req_dir, *proto_dir;
 
 static void emit(const char *name, const struct seed *s)
 {
-	static uint8_t buf[1 + MAXREQ * sizeof(struct usbif_urb_request) + 147];
+	static uint8_t buf[2 + MAXREQ * sizeof(struct usbif_urb_request) + 147];
 	size_t n = 0;
 	buf[n++] = s->flags;
+	buf[n++] = s->unplug;
 	memcpy(buf + n, s->req, s->n * sizeof(s->req[0]));
 	n += s->n * sizeof(s->req[0]);
 	memcpy(buf + n, s->tail, s->tail_len);
@@ -161,6 +190,7 @@ static void emit(const char *name, const struct seed *s)
 #define F_UNLINK 0x02
 #define F_HOSTILE 0x04
 #define F_ALWAYS_KICK 0x08
+#define UNPLUG(port, after_round, now) ((uint8_t)((port) | ((after_round) << 2) | ((now) ? 0x40 : 0)))
 
 int main(int argc, char **argv)
 {
@@ -309,6 +339,129 @@ int main(int argc, char **argv)
 	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 52, 13);
 	cbw_tail(&s, 3, 512, false, write10, 10);
 	emit("storage-write10", &s);
+
+	/* storage: more SCSI commands, four CBWs per input at offsets 0, 31, 62, 93 */
+	{
+		static const uint8_t tur[6] = {0x00}, cap10[10] = {0x25},
+				     sense6[6] = {0x1a, 0, 0x3f, 0, 192, 0}, reqsense[6] = {0x03, 0, 0, 0, 18, 0};
+		storage_setup(&s, ROUND(16));
+		scsi(&s, 0, tur, 6, false, 0);
+		scsi(&s, 1, cap10, 10, true, 8);
+		scsi(&s, 2, sense6, 6, true, 192);
+		scsi(&s, 3, reqsense, 6, true, 18);
+		emit("storage-tur-capacity-sense", &s);
+	}
+	{
+		static const uint8_t luns[12] = {0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 16},
+				     fmtcap[10] = {0x23, 0, 0, 0, 0, 0, 0, 0, 12, 0},
+				     read16[16] = {0x88, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1},
+				     sync10[10] = {0x35};
+		storage_setup(&s, ROUND(4));
+		scsi(&s, 0, luns, 12, true, 16);
+		scsi(&s, 1, fmtcap, 10, true, 12);
+		scsi(&s, 2, read16, 16, true, 512);
+		scsi(&s, 3, sync10, 10, false, 0);
+		emit("storage-luns-fmtcap-read16-sync", &s);
+	}
+	{
+		static const uint8_t write12[12] = {0xaa, 0, 0, 0, 0, 2, 0, 0, 0, 1},
+				     select6[6] = {0x15, 0x10, 0, 0, 4, 0},
+				     verify10[10] = {0x2f, 0, 0, 0, 0, 2, 0, 0, 1, 0},
+				     sense10[10] = {0x5a, 0, 0x08, 0, 0, 0, 0, 0, 40, 0};
+		storage_setup(&s, ROUND(3));
+		scsi(&s, 0, write12, 12, false, 512);
+		scsi(&s, 1, select6, 6, false, 4);
+		scsi(&s, 2, verify10, 10, false, 0);
+		scsi(&s, 3, sense10, 10, true, 40);
+		emit("storage-write12-select-verify-sense10", &s);
+	}
+	{
+		/* READ(10) past the end (LBA out of range: CSW failed, then
+		 * REQUEST SENSE); a host asking more than the device has (case 5,
+		 * short then STALL); a bad CBW (stall both), reset recovery */
+		static const uint8_t bad_read[10] = {0x28, 0, 0, 0, 0x10, 0, 0, 0, 1, 0},
+				     reqsense[6] = {0x03, 0, 0, 0, 18, 0},
+				     inquiry[6] = {0x12, 0, 0, 0, 36, 0};
+		storage_setup(&s, ROUND(16) | F_UNLINK);
+		scsi(&s, 0, bad_read, 10, true, 512);
+		scsi(&s, 1, reqsense, 6, true, 18);
+		scsi(&s, 2, inquiry, 6, true, 64); /* 36 of 64: short, STALL, CSW */
+		struct usbif_urb_request *q = xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 2, false, 40, 30);
+		q->seg[0].offset = 93; /* 30 bytes: not a CBW */
+		xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 41, 13); /* stalled */
+		ctrl(&s, 3, 7, 0x21, 0xff, 0, 0, 0, 0);                /* Bulk-Only Mass Storage Reset */
+		ctrl(&s, 3, 7, 0x02, USB_REQ_CLEAR_FEATURE, 0, 0x81, 0, 0);
+		ctrl(&s, 3, 7, 0x02, USB_REQ_CLEAR_FEATURE, 0, 0x02, 0, 0);
+		ctrl(&s, 3, 7, 0x82, USB_REQ_GET_STATUS, 0, 0x81, 2, 42);
+		xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 43, 13); /* waits: no CBW */
+		emit("storage-errors-reset", &s);
+	}
+
+	/* tablet input completes waiting interrupt INs from another thread */
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(3);
+	s.unplug = 0x80;
+	set_address(&s, 2, 9);
+	set_config(&s, 2, 9, 1);
+	ctrl(&s, 2, 9, 0xa1, 0x01, 0x0100, 0, 8, 10);          /* GET_REPORT input */
+	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 9, 1, true, 11, 8);   /* completed by the input */
+	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 9, 1, true, 12, 8);
+	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 9, 1, true, 13, 4);   /* short buffer */
+	emit("tablet-input", &s);
+
+	/* the rest of the SCSI commands */
+	{
+		static const uint8_t read6[6] = {0x08, 0, 0, 1, 1, 0},
+				     write6[6] = {0x0a, 0, 0, 2, 1, 0},
+				     cap16[16] = {0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32},
+				     select10[10] = {0x55, 0x10, 0, 0, 0, 0, 0, 0, 8, 0};
+		storage_setup(&s, ROUND(16));
+		scsi(&s, 0, read6, 6, true, 512);
+		scsi(&s, 1, write6, 6, false, 512);
+		scsi(&s, 2, cap16, 16, true, 32);
+		scsi(&s, 3, select10, 10, false, 8);
+		emit("storage-rw6-cap16-select10", &s);
+	}
+	{
+		static const uint8_t write16[16] = {0x8a, 0x08, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 2},
+				     sync16[16] = {0x91, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+				     inq_vpd[6] = {0x12, 1, 0x83, 0, 64, 0},
+				     prevent[6] = {0x1e, 0, 0, 0, 1, 0};
+		storage_setup(&s, ROUND(8));
+		scsi(&s, 0, write16, 16, false, 1024);
+		scsi(&s, 1, sync16, 16, false, 0);
+		scsi(&s, 2, inq_vpd, 6, true, 64);
+		scsi(&s, 3, prevent, 6, false, 0);
+		emit("storage-write16-sync16-vpd", &s);
+	}
+
+	/* unplug the tablet while an interrupt IN waits, plug it back at once,
+	 * and enumerate the new one */
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(4);
+	s.unplug = UNPLUG(2, 0, true);
+	set_address(&s, 2, 9);
+	set_config(&s, 2, 9, 1);
+	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 9, 1, true, 11, 8);   /* waits, answered by the detach */
+	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 9, 1, true, 12, 8);   /* round 0 ends here */
+	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 9, 1, true, 13, 8);   /* old address: -ENODEV */
+	set_address(&s, 2, 9);
+	set_config(&s, 2, 9, 1);
+	ctrl(&s, 2, 9, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 14);
+	emit("unplug-tablet-replug", &s);
+
+	/* unplug storage with IN transfers parked, leave the port empty */
+	memset(&s, 0, sizeof(s));
+	s.flags = ROUND(4);
+	s.unplug = UNPLUG(3, 0, false);
+	set_address(&s, 3, 7);
+	set_config(&s, 3, 7, 1);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 11, 512);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 12, 13);
+	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 2, false, 13, 31); /* after the detach: -ENODEV */
+	ctrl(&s, 3, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 14); /* empty port */
+	unlink_req(&s, pipe_of(3, 7, 1, true, USBIF_PIPE_TYPE_BULK), 2);
+	emit("unplug-storage-parked", &s);
 
 	/* ids as given, duplicates included; spurious kicks */
 	memset(&s, 0, sizeof(s));
