@@ -15,6 +15,7 @@
  * The daemon is PVUSBD, else $PVUSBD, else the path built in (PVUSBD_PATH).
  * Exit status: 0 (targets met or not), 1 when anything errored.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <sched.h>
@@ -28,6 +29,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -125,7 +127,10 @@ static int connect_sock(const char *path)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+	struct timeval tv = {.tv_sec = 5}; /* a hung daemon must not hang us */
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0 &&
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
 		return fd;
 	if (fd >= 0)
 		close(fd);
@@ -177,6 +182,7 @@ static void daemon_stop(struct daemon *d)
 	daemon_pid = -1;
 	if (d->pid > 0) {
 		kill(d->pid, SIGTERM);
+		kill(d->pid, SIGCONT); /* in case it was stopped */
 		int st;
 		if (waitpid(d->pid, &st, 0) == d->pid && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
 			fail("pvusbd exit status %d", st);
@@ -243,11 +249,18 @@ static int64_t daemon_responses(struct daemon *d)
 	return n;
 }
 
-/* ---- how much of the machine others used while we measured ----
- * The figures are only meaningful when both CPUs are ours: a spinning peer
- * that loses its CPU to another process turns a sub-microsecond round trip
- * into a scheduler time slice. /proc/stat's busy time (steal included)
- * minus our own processes' CPU time is what others took. */
+/* ---- was the machine ours while we measured? ----
+ * The figures mean something only when both CPUs are ours: a spinning peer
+ * that loses its CPU turns a sub-microsecond round trip into a scheduler
+ * time slice. Two gauges, for every case and baseline:
+ *   others: /proc/stat busy time (steal included) minus our processes' CPU
+ *           time, as a share of the machine (10 ms ticks: coarse for short
+ *           cases);
+ *   wait:   the time our threads (this process, the daemon, a ping-pong
+ *           child) spent runnable but without a CPU (schedstat run_delay,
+ *           in ns), as a share of the elapsed time. */
+
+static uint64_t child_wait_ns; /* run_delay of ping-pong children, taken before they exit */
 
 static uint64_t proc_ticks(const char *path, bool with_children)
 {
@@ -259,20 +272,71 @@ static uint64_t proc_ticks(const char *path, bool with_children)
 	fclose(fp);
 	buf[n] = 0;
 	const char *p = strrchr(buf, ')'); /* comm may hold spaces */
-	unsigned long long f[17] = {0};
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &f[13],
-			 &f[14], &f[15], &f[16]) != 4)
+	unsigned long long f[4] = {0};
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &f[0],
+			 &f[1], &f[2], &f[3]) != 4)
 		return 0;
-	return f[13] + f[14] + (with_children ? f[15] + f[16] : 0);
+	return f[0] + f[1] + (with_children ? f[2] + f[3] : 0);
+}
+
+/* Sum of run_delay over every thread of `pid` (0: this process). */
+static uint64_t proc_wait_ns(pid_t pid)
+{
+	char path[96];
+	snprintf(path, sizeof(path), pid ? "/proc/%d/task" : "/proc/self/task", (int)pid);
+	DIR *dir = opendir(path);
+	if (!dir)
+		return 0;
+	uint64_t sum = 0;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char file[sizeof(path) + sizeof(de->d_name) + 16];
+		snprintf(file, sizeof(file), "%s/%s/schedstat", path, de->d_name);
+		FILE *fp = fopen(file, "r");
+		unsigned long long run, wait;
+		if (fp && fscanf(fp, "%llu %llu", &run, &wait) == 2)
+			sum += wait;
+		if (fp)
+			fclose(fp);
+	}
+	closedir(dir);
+	return sum;
+}
+
+/* write() calls of a process (0: this one), from /proc/PID/io. Over a
+ * case they are the notifications: the frontend kicks pvusbd with an
+ * eventfd write, pvusbd's completions notify the frontend with one. */
+static uint64_t proc_writes(pid_t pid)
+{
+	char path[64], line[128];
+	snprintf(path, sizeof(path), pid ? "/proc/%d/io" : "/proc/self/io", (int)pid);
+	FILE *fp = fopen(path, "r");
+	unsigned long long v = 0;
+	while (fp && fgets(line, sizeof(line), fp))
+		if (sscanf(line, "syscw: %llu", &v) == 1)
+			break;
+	if (fp)
+		fclose(fp);
+	return v;
 }
 
 struct meter {
-	uint64_t busy, total, ours;
+	uint64_t t, busy, total, ours, wait;
+	uint64_t fe_writes, be_writes;
+};
+
+struct load {
+	double others, wait; /* percent */
+	bool coarse;         /* too short for the tick-based gauge */
+	bool brief;          /* too short for the wait gauge: one wake-up would dominate it */
+	uint64_t kicks, notifies; /* eventfd writes: frontend -> pvusbd, pvusbd -> frontend */
 };
 
 static struct meter meter_now(void)
 {
-	struct meter m = {0};
+	struct meter m = {.t = now_ns()};
 	unsigned long long v[8] = {0};
 	FILE *fp = fopen("/proc/stat", "r");
 	if (fp) {
@@ -284,22 +348,57 @@ static struct meter meter_now(void)
 	m.busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]; /* user nice system irq softirq steal */
 	m.total = m.busy + v[3] + v[4];                  /* + idle iowait */
 	m.ours = proc_ticks("/proc/self/stat", true);
+	m.wait = proc_wait_ns(0) + child_wait_ns;
+	m.fe_writes = proc_writes(0);
 	if (daemon_pid > 0) {
+		m.be_writes = proc_writes(daemon_pid);
 		char path[64];
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)daemon_pid);
 		m.ours += proc_ticks(path, false);
+		m.wait += proc_wait_ns(daemon_pid);
 	}
 	return m;
 }
 
-/* Percent of the machine's CPU time others used since `a` (0 when unknown). */
-static double meter_foreign(struct meter a)
+static struct load meter_load(struct meter a)
 {
 	struct meter b = meter_now();
-	if (b.total <= a.total)
-		return 0;
-	double other = (double)(b.busy - a.busy) - (double)(b.ours - a.ours);
-	return other < 0 ? 0 : 100.0 * other / (double)(b.total - a.total);
+	struct load l = {0};
+	if (b.total > a.total) {
+		double other = (double)(b.busy - a.busy) - (double)(b.ours - a.ours);
+		l.others = other < 0 ? 0 : 100.0 * other / (double)(b.total - a.total);
+	}
+	l.coarse = b.total - a.total < 40; /* under 0.4 CPU-seconds of ticks */
+	if (b.t > a.t && b.wait >= a.wait)
+		l.wait = 100.0 * (double)(b.wait - a.wait) / (double)(b.t - a.t);
+	l.brief = b.t - a.t < 50000000u;
+	l.kicks = b.fe_writes - a.fe_writes;
+	l.notifies = b.be_writes - a.be_writes;
+	return l;
+}
+
+/* The worse of a case's (a) and its baseline's (b) load, each gauge taken
+ * from the measurements long enough for it (from both when neither is);
+ * the notification counts are the case's. */
+static struct load load_max(struct load a, struct load b)
+{
+	struct load l = {.coarse = a.coarse && b.coarse, .brief = a.brief && b.brief};
+	if ((!a.coarse || l.coarse) && a.others > l.others)
+		l.others = a.others;
+	if ((!b.coarse || l.coarse) && b.others > l.others)
+		l.others = b.others;
+	if ((!a.brief || l.brief) && a.wait > l.wait)
+		l.wait = a.wait;
+	if ((!b.brief || l.brief) && b.wait > l.wait)
+		l.wait = b.wait;
+	l.kicks = a.kicks;
+	l.notifies = a.notifies;
+	return l;
+}
+
+static bool load_disturbed(struct load l)
+{
+	return (!l.brief && l.wait > 5.0) || (!l.coarse && l.others > 10.0);
 }
 
 /* ---- baselines ---- */
@@ -373,16 +472,18 @@ static struct pingpong bench_shm_pingpong(void)
 			__atomic_store_n(word, last, __ATOMIC_RELEASE);
 		}
 	}
-	uint64_t seq = 0, nb = 0, t0 = now_ns(), end = t0 + run_ns() * 2 / 3, t = t0;
-	/* warm-up: both sides running and spinning */
-	for (int i = 0; i < 10000; i++) {
+	uint64_t seq = 0, nb = 0, t0 = now_ns(), t = t0;
+	/* warm-up: both sides running and spinning (bounded: on a busy
+	 * machine one round trip can cost a scheduler time slice) */
+	for (int i = 0; i < 10000 && now_ns() - t0 < 50000000u; i++) {
 		__atomic_store_n(word, ++seq, __ATOMIC_RELEASE);
 		while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seq + 1)
 			cpu_relax();
 		seq++;
 	}
 	t0 = t = now_ns();
-	while (t < end && nb < MAXB) {
+	uint64_t end = t0 + run_ns() * 2 / 3;
+	while ((t < end || nb == 0) && nb < MAXB) {
 		uint64_t b0 = t;
 		for (int i = 0; i < BATCH; i++) {
 			__atomic_store_n(word, ++seq, __ATOMIC_RELEASE);
@@ -393,6 +494,7 @@ static struct pingpong bench_shm_pingpong(void)
 		t = now_ns();
 		batch[nb++] = t - b0;
 	}
+	child_wait_ns += proc_wait_ns(pid);
 	__atomic_store_n(word, STOP, __ATOMIC_RELEASE);
 	waitpid(pid, NULL, 0);
 	qsort(batch, nb, sizeof(uint64_t), cmp_u64);
@@ -430,17 +532,19 @@ static struct pingpong bench_eventfd_pingpong(void)
 				_exit(1);
 		}
 	}
-	uint64_t one = 1, two = 2, v, n = 0, t0 = now_ns(), end = t0 + run_ns() * 2 / 3, t = t0;
+	uint64_t one = 1, two = 2, v, n = 0, t0 = now_ns(), t;
 	bool broken = false;
-	for (int i = 0; i < 200 && !broken; i++) /* warm-up */
+	for (int i = 0; i < 200 && !broken && now_ns() - t0 < 50000000u; i++) /* warm-up */
 		broken = write(ping, &one, 8) != 8 || read(pong, &v, 8) != 8;
 	t0 = t = now_ns();
-	while (!broken && t < end && n < MAXS) {
+	uint64_t end = t0 + run_ns() * 2 / 3;
+	while (!broken && (t < end || n == 0) && n < MAXS) {
 		uint64_t a = t;
 		broken = write(ping, &one, 8) != 8 || read(pong, &v, 8) != 8;
 		t = now_ns();
 		s[n++] = t - a;
 	}
+	child_wait_ns += proc_wait_ns(pid);
 	if (write(ping, &two, 8) != 8)
 		broken = true;
 	waitpid(pid, NULL, 0);
@@ -465,6 +569,7 @@ struct stream {
 	struct pvusb_front *f;
 	struct pvusb_urb urb[NURB];
 	bool stopping;       /* deadline passed: no more resubmits */
+	bool stuck;          /* URBs may still be in flight: no further case can run */
 	unsigned inflight;
 	uint64_t done, bytes, failed;
 	uint64_t total_done; /* every completion, warm-up included */
@@ -518,14 +623,13 @@ static uint64_t stream_run(struct stream *s, uint64_t ns)
 	}
 	while (s->inflight) {
 		int n = pvusb_front_wait(s->f, 2000);
-		if (n < 0) {
-			fail("pvusb_front_wait: %s", strerror(-n));
+		if (n <= 0) {
+			if (n < 0)
+				fail("pvusb_front_wait: %s", strerror(-n));
+			else
+				fail("no completion for 2 s (%u in flight)", s->inflight);
 			s->failed++;
-			return now_ns() - t0;
-		}
-		if (n == 0) {
-			fail("no completion for 2 s (%u in flight)", s->inflight);
-			s->failed++;
+			s->stuck = true;
 			return now_ns() - t0;
 		}
 		if (!s->stopping && now_ns() >= end)
@@ -558,16 +662,21 @@ static bool stream_init(struct stream *s, struct pvusb_front *f, bool in, uint32
 
 static uint8_t pattern_byte(size_t k) { return (uint8_t)((k % BULK_MPS) % 63); }
 
-/* Throughput in MB/s; nonzero *failed when anything went wrong. */
+/* Throughput in MB/s; s->failed counts what went wrong. */
 static double bench_bulk(struct pvusb_front *f, struct stream *s, bool in)
 {
 	pvusb_front_wait(f, 0);
 	stream_run(s, run_ns() / 10); /* warm-up: map pages, wake both sides */
+	if (s->stuck)
+		return 0;
 	uint64_t ns = stream_run(s, run_ns());
 	double mbs = (double)s->bytes / 1e6 / ((double)ns / 1e9);
 	note("  %s: %llu transfers, %.1f MB in %.3f s\n", in ? "bulk IN" : "bulk OUT",
 	     (unsigned long long)s->done, (double)s->bytes / 1e6, (double)ns / 1e9);
-	if (in) { /* the data itself: every buffer follows the source pattern */
+	if (s->failed)
+		fail("%s: %llu of %llu transfers failed", in ? "bulk IN" : "bulk OUT",
+		     (unsigned long long)s->failed, (unsigned long long)s->total_done);
+	if (in && !s->stuck) { /* the data itself: every buffer follows the source pattern */
 		for (int i = 0; i < NURB; i++) {
 			const uint8_t *b = s->urb[i].buffer;
 			for (size_t k = 0; k < BULK_LEN; k++)
@@ -627,6 +736,9 @@ static struct ctl_result bench_control(struct pvusb_front *f, const uint8_t want
 	}
 	n = got;
 	qsort(s, n, sizeof(uint64_t), cmp_u64);
+	if (r.failed)
+		fail("control: %llu of %llu round trips failed", (unsigned long long)r.failed,
+		     (unsigned long long)r.done);
 	r.n = n;
 	r.median_us = (double)percentile(s, n, 50) / 1000.0;
 	r.p99_us = (double)percentile(s, n, 99) / 1000.0;
@@ -640,8 +752,13 @@ static struct ctl_result bench_control(struct pvusb_front *f, const uint8_t want
 static double bench_zero(struct pvusb_front *f, struct stream *s)
 {
 	stream_run(s, run_ns() / 10);
+	if (s->stuck)
+		return 0;
 	uint64_t ns = stream_run(s, run_ns());
 	note("  0-byte bulk: %llu URBs in %.3f s\n", (unsigned long long)s->done, (double)ns / 1e9);
+	if (s->failed)
+		fail("0-byte bulk: %llu of %llu URBs failed", (unsigned long long)s->failed,
+		     (unsigned long long)s->total_done);
 	return (double)s->done / ((double)ns / 1e9);
 }
 
@@ -655,20 +772,21 @@ struct row {
 	bool met;
 	double value, base_value, ratio_value;
 	const char *unit;
-	double others; /* % of the machine other processes took (case or baseline) */
+	struct load load; /* the case's and its baseline's, whichever is worse */
 	uint64_t failed;
+	uint64_t urbs;    /* completed in the measured window (warm-up included) */
 };
 
 static struct row rows[8];
 static unsigned nrows;
 
-static struct row *add_row(const char *key, const char *name, double others)
+static struct row *add_row(const char *key, const char *name, struct load load)
 {
 	struct row *r = &rows[nrows++];
 	memset(r, 0, sizeof(*r));
 	r->key = key;
 	r->name = name;
-	r->others = others;
+	r->load = load;
 	return r;
 }
 
@@ -682,8 +800,6 @@ static void check_responses(struct daemon *d, int64_t before, uint64_t completed
 		fail("%s: pvusbd counted %lld responses, the frontend completed %llu", what,
 		     (long long)(after - before), (unsigned long long)completed);
 }
-
-static double max2(double a, double b) { return a > b ? a : b; }
 
 int main(int argc, char **argv)
 {
@@ -710,6 +826,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (access(bin, X_OK) < 0) {
+		fprintf(stderr, "%s: cannot run pvusbd at %s: %s\n", argv[0], bin, strerror(errno));
+		return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	cpu_set_t cpus;
 	int ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
@@ -719,23 +839,26 @@ int main(int argc, char **argv)
 	note("baselines...\n");
 	struct meter m = meter_now();
 	double memcpy_mbs = bench_memcpy_mbs();
-	double memcpy_others = meter_foreign(m);
+	struct load memcpy_load = meter_load(m);
 	m = meter_now();
 	struct pingpong shm = bench_shm_pingpong();
-	double shm_others = meter_foreign(m);
+	struct load shm_load = meter_load(m);
 	m = meter_now();
 	struct pingpong efd = bench_eventfd_pingpong();
-	double efd_others = meter_foreign(m);
+	struct load efd_load = meter_load(m);
+	efd_load.wait = 0; /* its wake-ups are run-queue waits by design: not a disturbance */
 	note("  memcpy %.0f MB/s; shm ping-pong median %.3f us (%.2f M rt/s); eventfd ping-pong "
 	     "median %.1f us\n", memcpy_mbs, shm.median_us, shm.rt_per_s / 1e6, efd.median_us);
 
 	struct daemon d = {0};
 	struct pvusb_front *f = NULL;
 	double in_mbs = 0, out_mbs = 0, urbs = 0;
-	double in_others = 0, out_others = 0, zero_others = 0, ctl_others = 0;
+	struct load in_load = {0}, out_load = {0}, zero_load = {0}, ctl_load = {0};
+	uint64_t in_urbs = 0, out_urbs = 0, zero_urbs = 0;
 	struct ctl_result ctl = {0};
 	uint64_t in_failed = 0, out_failed = 0, zero_failed = 0, ctl_failed = 0;
-	bool ran = false;
+	bool ran = false;                                    /* the daemon came up and enumerated */
+	bool in_ran = false, out_ran = false, zero_ran = false, ctl_ran = false;
 
 	if (daemon_start(&d, bin) < 0)
 		goto done;
@@ -775,11 +898,15 @@ int main(int argc, char **argv)
 		r0 = daemon_responses(&d);
 		m = meter_now();
 		in_mbs = bench_bulk(f, &s, true);
-		in_others = meter_foreign(m);
+		in_load = meter_load(m);
 		check_responses(&d, r0, s.total_done, "bulk IN");
+		in_urbs = s.total_done;
 		in_failed = s.failed;
+		in_ran = !s.stuck;
 	} else
 		in_failed = 1;
+	if (s.stuck)
+		goto done;
 
 	note("bulk OUT...\n");
 	if (stream_init(&s, f, false, BULK_LEN, 2, true)) {
@@ -789,28 +916,37 @@ int main(int argc, char **argv)
 		r0 = daemon_responses(&d);
 		m = meter_now();
 		out_mbs = bench_bulk(f, &s, false);
-		out_others = meter_foreign(m);
+		out_load = meter_load(m);
 		check_responses(&d, r0, s.total_done, "bulk OUT");
+		out_urbs = s.total_done;
 		out_failed = s.failed;
+		out_ran = !s.stuck;
 	} else
 		out_failed = 1;
+	if (s.stuck)
+		goto done;
 
 	note("0-byte bulk...\n");
 	stream_init(&s, f, true, 0, 1, false);
 	r0 = daemon_responses(&d);
 	m = meter_now();
 	urbs = bench_zero(f, &s);
-	zero_others = meter_foreign(m);
+	zero_load = meter_load(m);
 	check_responses(&d, r0, s.total_done, "0-byte bulk");
+	zero_urbs = s.total_done;
 	zero_failed = s.failed;
+	zero_ran = !s.stuck;
+	if (s.stuck)
+		goto done;
 
 	note("control round trips...\n");
 	r0 = daemon_responses(&d);
 	m = meter_now();
 	ctl = bench_control(f, dev.dev_desc);
-	ctl_others = meter_foreign(m);
+	ctl_load = meter_load(m);
 	check_responses(&d, r0, ctl.done, "control");
 	ctl_failed = ctl.failed;
+	ctl_ran = ctl.n > 0;
 	if (pvusb_front_dead(f))
 		fail("the frontend saw the backend break the protocol");
 
@@ -821,8 +957,8 @@ done:
 
 	/* ---- the table ---- */
 	struct row *r;
-	if (ran) {
-		r = add_row("bulk_in_64k_x16", "bulk IN 64KiB x16", max2(in_others, memcpy_others));
+	if (in_ran) {
+		r = add_row("bulk_in_64k_x16", "bulk IN 64KiB x16", load_max(in_load, memcpy_load));
 		r->value = in_mbs, r->base_value = memcpy_mbs, r->unit = "MB/s";
 		r->ratio_value = in_mbs / memcpy_mbs;
 		snprintf(r->figure, sizeof(r->figure), "%.0f MB/s", in_mbs);
@@ -830,9 +966,11 @@ done:
 		snprintf(r->ratio, sizeof(r->ratio), "%.2f", r->ratio_value);
 		r->target = ">= 0.50";
 		r->failed = in_failed;
+		r->urbs = in_urbs;
 		r->met = r->ratio_value >= 0.50 && !in_failed;
-
-		r = add_row("bulk_out_64k_x16", "bulk OUT 64KiB x16 verified", max2(out_others, memcpy_others));
+	}
+	if (out_ran) {
+		r = add_row("bulk_out_64k_x16", "bulk OUT 64KiB x16 verified", load_max(out_load, memcpy_load));
 		r->value = out_mbs, r->base_value = memcpy_mbs, r->unit = "MB/s";
 		r->ratio_value = out_mbs / memcpy_mbs;
 		snprintf(r->figure, sizeof(r->figure), "%.0f MB/s", out_mbs);
@@ -840,9 +978,11 @@ done:
 		snprintf(r->ratio, sizeof(r->ratio), "%.2f", r->ratio_value);
 		r->target = ">= 0.50";
 		r->failed = out_failed;
+		r->urbs = out_urbs;
 		r->met = r->ratio_value >= 0.50 && !out_failed;
-
-		r = add_row("zero_byte_bulk_x16", "0-byte bulk x16", max2(zero_others, shm_others));
+	}
+	if (zero_ran) {
+		r = add_row("zero_byte_bulk_x16", "0-byte bulk x16", load_max(zero_load, shm_load));
 		r->value = urbs, r->base_value = shm.rt_per_s, r->unit = "URB/s";
 		r->ratio_value = urbs / shm.rt_per_s;
 		snprintf(r->figure, sizeof(r->figure), "%.3f M URB/s", urbs / 1e6);
@@ -850,9 +990,11 @@ done:
 		snprintf(r->ratio, sizeof(r->ratio), "%.2f", r->ratio_value);
 		r->target = ">= 1 M URB/s";
 		r->failed = zero_failed;
+		r->urbs = zero_urbs;
 		r->met = urbs >= 1e6 && !zero_failed;
-
-		r = add_row("control_rtt_median", "control GET_DESC(18) median", max2(ctl_others, shm_others));
+	}
+	if (ctl_ran) {
+		r = add_row("control_rtt_median", "control GET_DESC(18) median", load_max(ctl_load, shm_load));
 		r->value = ctl.median_us, r->base_value = shm.median_us, r->unit = "us";
 		r->ratio_value = ctl.median_us / shm.median_us;
 		snprintf(r->figure, sizeof(r->figure), "%.2f us", ctl.median_us);
@@ -860,9 +1002,10 @@ done:
 		snprintf(r->ratio, sizeof(r->ratio), "%.1f", r->ratio_value);
 		r->target = "<= 5 us";
 		r->failed = ctl_failed;
+		r->urbs = ctl.done;
 		r->met = ctl.median_us > 0 && ctl.median_us <= 5.0 && !ctl_failed;
 
-		r = add_row("control_rtt_p99", "control GET_DESC(18) p99", max2(ctl_others, shm_others));
+		r = add_row("control_rtt_p99", "control GET_DESC(18) p99", load_max(ctl_load, shm_load));
 		r->value = ctl.p99_us, r->base_value = shm.p99_us, r->unit = "us";
 		r->ratio_value = ctl.p99_us / shm.p99_us;
 		snprintf(r->figure, sizeof(r->figure), "%.2f us", ctl.p99_us);
@@ -870,7 +1013,7 @@ done:
 		snprintf(r->ratio, sizeof(r->ratio), "%.1f", r->ratio_value);
 		r->label = "-";
 
-		r = add_row("control_rtt_vs_eventfd", "control median vs eventfd", max2(ctl_others, efd_others));
+		r = add_row("control_rtt_vs_eventfd", "control median vs eventfd", load_max(ctl_load, efd_load));
 		r->value = ctl.median_us, r->base_value = efd.median_us, r->unit = "us";
 		r->ratio_value = ctl.median_us / efd.median_us;
 		snprintf(r->figure, sizeof(r->figure), "%.2f us", ctl.median_us);
@@ -880,7 +1023,7 @@ done:
 	}
 	bool disturbed = false;
 	for (unsigned i = 0; i < nrows; i++)
-		disturbed = disturbed || rows[i].others > 10.0;
+		disturbed = disturbed || load_disturbed(rows[i].load);
 
 	if (json_out) {
 		json_object *o = json_object_new_object(), *cases = json_object_new_array();
@@ -907,11 +1050,21 @@ done:
 			json_object_object_add(e, "target", c->target ? json_object_new_string(c->target) : NULL);
 			json_object_object_add(e, "met", c->target ? json_object_new_boolean(c->met) : NULL);
 			json_object_object_add(e, "failed", json_object_new_int64((int64_t)c->failed));
-			json_object_object_add(e, "other_load_pct", json_object_new_double(c->others));
+			json_object_object_add(e, "other_load_pct", json_object_new_double(c->load.others));
+			json_object_object_add(e, "cpu_wait_pct", json_object_new_double(c->load.wait));
+			json_object_object_add(e, "gauges_too_short",
+					       json_object_new_boolean(c->load.coarse && c->load.brief));
+			json_object_object_add(e, "disturbed", json_object_new_boolean(load_disturbed(c->load)));
+			if (c->urbs) {
+				json_object_object_add(e, "urbs", json_object_new_int64((int64_t)c->urbs));
+				json_object_object_add(e, "kicks", json_object_new_int64((int64_t)c->load.kicks));
+				json_object_object_add(e, "notifies",
+						       json_object_new_int64((int64_t)c->load.notifies));
+			}
 			json_object_array_add(cases, e);
 		}
 		json_object_object_add(o, "cases", cases);
-		if (ran) {
+		if (ctl_ran) {
 			json_object *cj = json_object_new_object();
 			json_object_object_add(cj, "n", json_object_new_int((int)ctl.n));
 			json_object_object_add(cj, "median_us", json_object_new_double(ctl.median_us));
@@ -921,26 +1074,45 @@ done:
 		}
 		json_object_object_add(o, "disturbed", json_object_new_boolean(disturbed));
 		json_object_object_add(o, "errors", json_object_new_int(errors));
-		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(o);
+	} else if (ran && nrows == 0) {
+		printf("no case completed: see the errors\n");
 	} else if (ran) {
+		if (!(in_ran && out_ran && zero_ran && ctl_ran))
+			printf("\n(cases missing below did not run: see the errors)");
 		printf("\n%-29s %-15s %-28s %-7s %-13s %s\n", "case", "figure", "baseline (same run)", "ratio",
-		       "target", "others");
-		for (unsigned i = 0; i < nrows; i++)
-			printf("%-29s %-15s %-28s %-7s %-13s %.0f%%\n", rows[i].name, rows[i].figure,
+		       "target", "others/wait");
+		for (unsigned i = 0; i < nrows; i++) {
+			char load[32];
+			snprintf(load, sizeof(load), "%.0f%%%s/%.0f%%%s%s", rows[i].load.others,
+				 rows[i].load.coarse ? "~" : "", rows[i].load.wait,
+				 rows[i].load.brief ? "~" : "", load_disturbed(rows[i].load) ? " !" : "");
+			printf("%-29s %-15s %-28s %-7s %-13s %s\n", rows[i].name, rows[i].figure,
 			       rows[i].baseline, rows[i].ratio, rows[i].target ? rows[i].target : rows[i].label,
-			       rows[i].others);
-		printf("ratio = figure / baseline. control: %u round trips, mean %.2f us.\n"
-		       "others = CPU time other processes took during the case or its baseline.\n\n",
-		       ctl.n, ctl.mean_us);
+			       load);
+		}
+		if (ctl_ran)
+			printf("control: %u round trips, mean %.2f us.\n", ctl.n, ctl.mean_us);
+		printf("ratio = figure / baseline.\n"
+		       "others/wait = CPU share other processes took / time our threads waited for a CPU,\n"
+		       "during the case or its baseline (~: too short to judge; ! : disturbed).\n\n");
+		printf("notifications (eventfd writes) per 1000 URBs, frontend->pvusbd / pvusbd->frontend:\n");
+		for (unsigned i = 0; i < nrows; i++)
+			if (rows[i].urbs)
+				printf("  %-29s %8.2f / %-8.2f (%llu URBs)\n", rows[i].name,
+				       1000.0 * (double)rows[i].load.kicks / (double)rows[i].urbs,
+				       1000.0 * (double)rows[i].load.notifies / (double)rows[i].urbs,
+				       (unsigned long long)rows[i].urbs);
+		printf("\n");
 		for (unsigned i = 0; i < nrows; i++)
 			if (rows[i].target)
 				printf("target %-29s %-13s %s%s\n", rows[i].name, rows[i].target,
 				       rows[i].met ? "met" : "NOT MET",
 				       rows[i].failed ? " (transfers failed)" : "");
 		if (disturbed)
-			printf("WARNING: other processes used more than 10%% of the CPUs during a case; "
-			       "its figures are disturbed. Rerun on a quiet machine.\n");
+			printf("WARNING: the machine was not ours during a case marked '!' (others > 10%% "
+			       "or wait > 5%%);\nits figures are disturbed. Rerun on a quiet machine.\n");
 	}
 	if (errors)
 		fprintf(stderr, "pvusb-bench: %d error(s)\n", errors);

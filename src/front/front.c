@@ -500,6 +500,8 @@ static bool spin(struct pvusb_front *f, uint64_t deadline)
 #endif
 		if ((i & 63) == 63 && now_ns() > deadline)
 			return false;
+		if ((i & 15) == 15)
+			sched_yield(); /* let a peer sharing this CPU run (see hc.c) */
 	}
 }
 
