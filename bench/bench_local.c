@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/sock.h"
+#include "util/spin.h"
 #include "pvusb/front.h"
 
 #ifndef PVUSBD_PATH
@@ -53,22 +55,6 @@ static pid_t daemon_pid = -1; /* for the CPU meter */
 static int errors; /* transfer failures and anything else that went wrong */
 
 /* ---- small helpers ---- */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ volatile("yield");
-#endif
-}
 
 /* Progress and errors go to stderr so --json keeps stdout clean. */
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -124,13 +110,10 @@ struct daemon {
 
 static int connect_sock(const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int fd = pvusb_unix_connect(path);
 	struct timeval tv = {.tv_sec = 5}; /* a hung daemon must not hang us */
 	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
-	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0 &&
-	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0)
 		return fd;
 	if (fd >= 0)
 		close(fd);
@@ -336,7 +319,7 @@ struct load {
 
 static struct meter meter_now(void)
 {
-	struct meter m = {.t = now_ns()};
+	struct meter m = {.t = pvusb_now_ns()};
 	unsigned long long v[8] = {0};
 	FILE *fp = fopen("/proc/stat", "r");
 	if (fp) {
@@ -413,7 +396,7 @@ static double bench_memcpy_mbs(void)
 		return 0;
 	}
 	memset(buf, 0x5a, ws);
-	uint64_t bytes = 0, t0 = now_ns(), end = t0 + run_ns() / 2, t;
+	uint64_t bytes = 0, t0 = pvusb_now_ns(), end = t0 + run_ns() / 2, t;
 	unsigned i = 0;
 	do {
 		for (int k = 0; k < 64; k++, i++) {
@@ -422,7 +405,7 @@ static double bench_memcpy_mbs(void)
 			__asm__ volatile("" ::: "memory"); /* the copy must happen */
 		}
 		bytes += 64 * blk;
-	} while ((t = now_ns()) < end);
+	} while ((t = pvusb_now_ns()) < end);
 	free(buf);
 	return (double)bytes / 1e6 / ((double)(t - t0) / 1e9);
 }
@@ -465,33 +448,33 @@ static struct pingpong bench_shm_pingpong(void)
 		for (;;) {
 			uint64_t v;
 			while ((v = __atomic_load_n(word, __ATOMIC_ACQUIRE)) == last)
-				cpu_relax();
+				pvusb_cpu_relax();
 			if (v == STOP)
 				_exit(0);
 			last = v + 1;
 			__atomic_store_n(word, last, __ATOMIC_RELEASE);
 		}
 	}
-	uint64_t seq = 0, nb = 0, t0 = now_ns(), t = t0;
+	uint64_t seq = 0, nb = 0, t0 = pvusb_now_ns(), t = t0;
 	/* warm-up: both sides running and spinning (bounded: on a busy
 	 * machine one round trip can cost a scheduler time slice) */
-	for (int i = 0; i < 10000 && now_ns() - t0 < 50000000u; i++) {
+	for (int i = 0; i < 10000 && pvusb_now_ns() - t0 < 50000000u; i++) {
 		__atomic_store_n(word, ++seq, __ATOMIC_RELEASE);
 		while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seq + 1)
-			cpu_relax();
+			pvusb_cpu_relax();
 		seq++;
 	}
-	t0 = t = now_ns();
+	t0 = t = pvusb_now_ns();
 	uint64_t end = t0 + run_ns() * 2 / 3;
 	while ((t < end || nb == 0) && nb < MAXB) {
 		uint64_t b0 = t;
 		for (int i = 0; i < BATCH; i++) {
 			__atomic_store_n(word, ++seq, __ATOMIC_RELEASE);
 			while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seq + 1)
-				cpu_relax();
+				pvusb_cpu_relax();
 			seq++;
 		}
-		t = now_ns();
+		t = pvusb_now_ns();
 		batch[nb++] = t - b0;
 	}
 	child_wait_ns += proc_wait_ns(pid);
@@ -532,16 +515,16 @@ static struct pingpong bench_eventfd_pingpong(void)
 				_exit(1);
 		}
 	}
-	uint64_t one = 1, two = 2, v, n = 0, t0 = now_ns(), t;
+	uint64_t one = 1, two = 2, v, n = 0, t0 = pvusb_now_ns(), t;
 	bool broken = false;
-	for (int i = 0; i < 200 && !broken && now_ns() - t0 < 50000000u; i++) /* warm-up */
+	for (int i = 0; i < 200 && !broken && pvusb_now_ns() - t0 < 50000000u; i++) /* warm-up */
 		broken = write(ping, &one, 8) != 8 || read(pong, &v, 8) != 8;
-	t0 = t = now_ns();
+	t0 = t = pvusb_now_ns();
 	uint64_t end = t0 + run_ns() * 2 / 3;
 	while (!broken && (t < end || n == 0) && n < MAXS) {
 		uint64_t a = t;
 		broken = write(ping, &one, 8) != 8 || read(pong, &v, 8) != 8;
-		t = now_ns();
+		t = pvusb_now_ns();
 		s[n++] = t - a;
 	}
 	child_wait_ns += proc_wait_ns(pid);
@@ -610,7 +593,7 @@ static uint64_t stream_run(struct stream *s, uint64_t ns)
 {
 	s->stopping = false;
 	s->done = s->bytes = 0;
-	uint64_t t0 = now_ns(), end = t0 + ns;
+	uint64_t t0 = pvusb_now_ns(), end = t0 + ns;
 	for (int i = 0; i < NURB; i++) {
 		int rc = pvusb_front_submit(s->f, &s->urb[i]);
 		if (rc < 0) {
@@ -630,12 +613,12 @@ static uint64_t stream_run(struct stream *s, uint64_t ns)
 				fail("no completion for 2 s (%u in flight)", s->inflight);
 			s->failed++;
 			s->stuck = true;
-			return now_ns() - t0;
+			return pvusb_now_ns() - t0;
 		}
-		if (!s->stopping && now_ns() >= end)
+		if (!s->stopping && pvusb_now_ns() >= end)
 			s->stopping = true;
 	}
-	return now_ns() - t0;
+	return pvusb_now_ns() - t0;
 }
 
 static bool stream_init(struct stream *s, struct pvusb_front *f, bool in, uint32_t len, uint8_t ep,
@@ -718,9 +701,9 @@ static struct ctl_result bench_control(struct pvusb_front *f, const uint8_t want
 	uint64_t total = 0;
 	for (unsigned i = 0; i < warm + n; i++) {
 		memset(buf, 0, 18); /* every round trip must bring the descriptor anew */
-		uint64_t a = now_ns();
+		uint64_t a = pvusb_now_ns();
 		int rc = pvusb_front_run(f, &u, 1000);
-		uint64_t b = now_ns();
+		uint64_t b = pvusb_now_ns();
 		r.done++;
 		if (rc != 0 || u.actual_length != 18 || memcmp(buf, want, 18) != 0) {
 			if (++r.failed <= 5)
@@ -801,6 +784,55 @@ static void check_responses(struct daemon *d, int64_t before, uint64_t completed
 		     (long long)(after - before), (unsigned long long)completed);
 }
 
+/* One bulk case: 64 KiB URBs, 16 in flight, IN (pattern checked after) or
+ * OUT (buffers hold the pattern, the sink checks it). */
+struct bulk_case {
+	double mbs;
+	struct load load;
+	uint64_t urbs, failed;
+	bool ran;
+};
+
+/* Returns true when the stream got stuck and the run must stop. */
+static bool run_bulk(struct daemon *d, struct pvusb_front *f, bool in, struct bulk_case *bc)
+{
+	struct stream s;
+	note(in ? "bulk IN...\n" : "bulk OUT...\n");
+	if (!stream_init(&s, f, in, BULK_LEN, in ? 1 : 2, true)) {
+		bc->failed = 1;
+		return false;
+	}
+	for (int i = 0; i < NURB; i++)
+		for (size_t k = 0; k < BULK_LEN; k++) /* fault the pages in; OUT carries the pattern */
+			((uint8_t *)s.urb[i].buffer)[k] = in ? 0 : pattern_byte(k);
+	int64_t r0 = daemon_responses(d);
+	struct meter m = meter_now();
+	bc->mbs = bench_bulk(f, &s, in);
+	bc->load = meter_load(m);
+	check_responses(d, r0, s.total_done, in ? "bulk IN" : "bulk OUT");
+	bc->urbs = s.total_done;
+	bc->failed = s.failed;
+	bc->ran = !s.stuck;
+	return s.stuck;
+}
+
+static void add_bulk_row(const char *key, const char *name, const struct bulk_case *bc,
+			 double memcpy_mbs, struct load memcpy_load)
+{
+	if (!bc->ran)
+		return;
+	struct row *r = add_row(key, name, load_max(bc->load, memcpy_load));
+	r->value = bc->mbs, r->base_value = memcpy_mbs, r->unit = "MB/s";
+	r->ratio_value = bc->mbs / memcpy_mbs;
+	snprintf(r->figure, sizeof(r->figure), "%.0f MB/s", bc->mbs);
+	snprintf(r->baseline, sizeof(r->baseline), "memcpy %.0f MB/s", memcpy_mbs);
+	snprintf(r->ratio, sizeof(r->ratio), "%.2f", r->ratio_value);
+	r->target = ">= 0.50";
+	r->failed = bc->failed;
+	r->urbs = bc->urbs;
+	r->met = r->ratio_value >= 0.50 && !bc->failed;
+}
+
 int main(int argc, char **argv)
 {
 	const char *bin = getenv("PVUSBD") ? getenv("PVUSBD") : PVUSBD_PATH;
@@ -852,13 +884,14 @@ int main(int argc, char **argv)
 
 	struct daemon d = {0};
 	struct pvusb_front *f = NULL;
-	double in_mbs = 0, out_mbs = 0, urbs = 0;
-	struct load in_load = {0}, out_load = {0}, zero_load = {0}, ctl_load = {0};
-	uint64_t in_urbs = 0, out_urbs = 0, zero_urbs = 0;
+	struct bulk_case bin_case = {0}, bout_case = {0};
+	double urbs = 0;
+	struct load zero_load = {0}, ctl_load = {0};
+	uint64_t zero_urbs = 0;
 	struct ctl_result ctl = {0};
-	uint64_t in_failed = 0, out_failed = 0, zero_failed = 0, ctl_failed = 0;
+	uint64_t zero_failed = 0, ctl_failed = 0;
 	bool ran = false;                                    /* the daemon came up and enumerated */
-	bool in_ran = false, out_ran = false, zero_ran = false, ctl_ran = false;
+	bool zero_ran = false, ctl_ran = false;
 
 	if (daemon_start(&d, bin) < 0)
 		goto done;
@@ -891,39 +924,7 @@ int main(int argc, char **argv)
 
 	struct stream s;
 	int64_t r0;
-	note("bulk IN...\n");
-	if (stream_init(&s, f, true, BULK_LEN, 1, true)) {
-		for (int i = 0; i < NURB; i++)
-			memset(s.urb[i].buffer, 0, BULK_LEN); /* fault the pages in, clear */
-		r0 = daemon_responses(&d);
-		m = meter_now();
-		in_mbs = bench_bulk(f, &s, true);
-		in_load = meter_load(m);
-		check_responses(&d, r0, s.total_done, "bulk IN");
-		in_urbs = s.total_done;
-		in_failed = s.failed;
-		in_ran = !s.stuck;
-	} else
-		in_failed = 1;
-	if (s.stuck)
-		goto done;
-
-	note("bulk OUT...\n");
-	if (stream_init(&s, f, false, BULK_LEN, 2, true)) {
-		for (int i = 0; i < NURB; i++)
-			for (size_t k = 0; k < BULK_LEN; k++)
-				((uint8_t *)s.urb[i].buffer)[k] = pattern_byte(k);
-		r0 = daemon_responses(&d);
-		m = meter_now();
-		out_mbs = bench_bulk(f, &s, false);
-		out_load = meter_load(m);
-		check_responses(&d, r0, s.total_done, "bulk OUT");
-		out_urbs = s.total_done;
-		out_failed = s.failed;
-		out_ran = !s.stuck;
-	} else
-		out_failed = 1;
-	if (s.stuck)
+	if (run_bulk(&d, f, true, &bin_case) || run_bulk(&d, f, false, &bout_case))
 		goto done;
 
 	note("0-byte bulk...\n");
@@ -957,30 +958,9 @@ done:
 
 	/* ---- the table ---- */
 	struct row *r;
-	if (in_ran) {
-		r = add_row("bulk_in_64k_x16", "bulk IN 64KiB x16", load_max(in_load, memcpy_load));
-		r->value = in_mbs, r->base_value = memcpy_mbs, r->unit = "MB/s";
-		r->ratio_value = in_mbs / memcpy_mbs;
-		snprintf(r->figure, sizeof(r->figure), "%.0f MB/s", in_mbs);
-		snprintf(r->baseline, sizeof(r->baseline), "memcpy %.0f MB/s", memcpy_mbs);
-		snprintf(r->ratio, sizeof(r->ratio), "%.2f", r->ratio_value);
-		r->target = ">= 0.50";
-		r->failed = in_failed;
-		r->urbs = in_urbs;
-		r->met = r->ratio_value >= 0.50 && !in_failed;
-	}
-	if (out_ran) {
-		r = add_row("bulk_out_64k_x16", "bulk OUT 64KiB x16 verified", load_max(out_load, memcpy_load));
-		r->value = out_mbs, r->base_value = memcpy_mbs, r->unit = "MB/s";
-		r->ratio_value = out_mbs / memcpy_mbs;
-		snprintf(r->figure, sizeof(r->figure), "%.0f MB/s", out_mbs);
-		snprintf(r->baseline, sizeof(r->baseline), "memcpy %.0f MB/s", memcpy_mbs);
-		snprintf(r->ratio, sizeof(r->ratio), "%.2f", r->ratio_value);
-		r->target = ">= 0.50";
-		r->failed = out_failed;
-		r->urbs = out_urbs;
-		r->met = r->ratio_value >= 0.50 && !out_failed;
-	}
+	add_bulk_row("bulk_in_64k_x16", "bulk IN 64KiB x16", &bin_case, memcpy_mbs, memcpy_load);
+	add_bulk_row("bulk_out_64k_x16", "bulk OUT 64KiB x16 verified", &bout_case, memcpy_mbs,
+		     memcpy_load);
 	if (zero_ran) {
 		r = add_row("zero_byte_bulk_x16", "0-byte bulk x16", load_max(zero_load, shm_load));
 		r->value = urbs, r->base_value = shm.rt_per_s, r->unit = "URB/s";
@@ -1079,7 +1059,7 @@ done:
 	} else if (ran && nrows == 0) {
 		printf("no case completed: see the errors\n");
 	} else if (ran) {
-		if (!(in_ran && out_ran && zero_ran && ctl_ran))
+		if (!(bin_case.ran && bout_case.ran && zero_ran && ctl_ran))
 			printf("\n(cases missing below did not run: see the errors)");
 		printf("\n%-29s %-15s %-28s %-7s %-13s %s\n", "case", "figure", "baseline (same run)", "ratio",
 		       "target", "others/wait");

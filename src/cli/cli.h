@@ -27,6 +27,11 @@ struct cli_cmd {
 /* Send a request, print the daemon's error on failure. Returns the reply
  * when it says ok (caller puts it), else NULL with *rc set to the exit code. */
 json_object *cli_request(struct cli *c, json_object *req, int *rc);
+/* A request {"cmd":cmd,"frontend":dom} to add fields to. */
+json_object *cli_req(const char *cmd, const char *dom);
+/* Send a request whose reply carries nothing to print; puts req. Returns
+ * the exit code. */
+int cli_call(struct cli *c, json_object *req);
 /* Parse "key=value" arguments; returns the value of key or NULL. */
 const char *cli_kv(int argc, char **argv, const char *key);
 /* A decimal number in [lo, hi]; -1 when it is not one. */

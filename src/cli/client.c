@@ -8,18 +8,15 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/sock.h"
 
 json_object *cli_request(struct cli *c, json_object *req, int *rc)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", c->sock);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	int fd = pvusb_unix_connect(c->sock);
+	if (fd < 0) {
 		fprintf(stderr, "pvusb: cannot reach pvusbd at %s: %s\n"
 				"Is it running? Start it with 'pvusbd' (or 'systemctl start pvusbd').\n",
-			c->sock, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+			c->sock, strerror(-fd));
 		*rc = EXIT_NODAEMON;
 		return NULL;
 	}
@@ -43,6 +40,23 @@ json_object *cli_request(struct cli *c, json_object *req, int *rc)
 	json_object_put(reply);
 	*rc = EXIT_FAIL;
 	return NULL;
+}
+
+json_object *cli_req(const char *cmd, const char *dom)
+{
+	json_object *req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string(cmd));
+	if (dom)
+		json_object_object_add(req, "frontend", json_object_new_string(dom));
+	return req;
+}
+
+int cli_call(struct cli *c, json_object *req)
+{
+	int rc;
+	json_object_put(cli_request(c, req, &rc));
+	json_object_put(req);
+	return rc;
 }
 
 const char *cli_kv(int argc, char **argv, const char *key)

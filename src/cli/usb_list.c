@@ -37,10 +37,7 @@ static void print_hc(json_object *h)
 
 int cmd_usb_list(struct cli *c, int argc, char **argv)
 {
-	json_object *req = json_object_new_object();
-	json_object_object_add(req, "cmd", json_object_new_string("list"));
-	if (argc >= 1)
-		json_object_object_add(req, "frontend", json_object_new_string(argv[0]));
+	json_object *req = cli_req("list", argc >= 1 ? argv[0] : NULL);
 	int rc;
 	json_object *reply = cli_request(c, req, &rc), *arr;
 	json_object_put(req);

@@ -7,9 +7,7 @@
 
 static int create(struct cli *c, const char *dom, long ver, long ports)
 {
-	json_object *req = json_object_new_object();
-	json_object_object_add(req, "cmd", json_object_new_string("hc-create"));
-	json_object_object_add(req, "frontend", json_object_new_string(dom));
+	json_object *req = cli_req("hc-create", dom);
 	json_object_object_add(req, "usb-ver", json_object_new_int((int)ver));
 	json_object_object_add(req, "ports", json_object_new_int((int)ports));
 	int rc;
@@ -51,13 +49,7 @@ int cmd_usbctrl_detach(struct cli *c, int argc, char **argv)
 	long devid = argc == 2 ? cli_number(argv[1], 0, 1000000) : -1;
 	if (devid < 0)
 		return EXIT_USAGE;
-	json_object *req = json_object_new_object();
-	json_object_object_add(req, "cmd", json_object_new_string("hc-destroy"));
-	json_object_object_add(req, "frontend", json_object_new_string(argv[0]));
+	json_object *req = cli_req("hc-destroy", argv[0]);
 	json_object_object_add(req, "controller", json_object_new_int((int)devid));
-	int rc;
-	json_object *reply = cli_request(c, req, &rc);
-	json_object_put(req);
-	json_object_put(reply);
-	return rc;
+	return cli_call(c, req);
 }

@@ -8,18 +8,12 @@
 static int send_port_cmd(struct cli *c, const char *cmd, const char *dom, long ctrl, long port,
 			 const char *dev)
 {
-	json_object *req = json_object_new_object();
-	json_object_object_add(req, "cmd", json_object_new_string(cmd));
-	json_object_object_add(req, "frontend", json_object_new_string(dom));
+	json_object *req = cli_req(cmd, dom);
 	json_object_object_add(req, "controller", json_object_new_int((int)ctrl));
 	json_object_object_add(req, "port", json_object_new_int((int)port));
 	if (dev)
 		json_object_object_add(req, "device", json_object_new_string(dev));
-	int rc;
-	json_object *reply = cli_request(c, req, &rc);
-	json_object_put(req);
-	json_object_put(reply);
-	return rc;
+	return cli_call(c, req);
 }
 
 /* usbdev-attach <dom> <device> [controller=<id>] [port=<n>] */

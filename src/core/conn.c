@@ -9,7 +9,6 @@
 #include <errno.h>
 
 #include "hc_internal.h"
-#include "util/log.h"
 
 void hc_conn_announce(struct pvusb_hc *hc, unsigned port, uint8_t speed)
 {

@@ -6,15 +6,14 @@
 #include <errno.h>
 #include <stdio.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hc_internal.h"
 #include "util/log.h"
+#include "util/spin.h"
 
 void hc_wake(struct pvusb_hc *hc)
 {
@@ -116,22 +115,6 @@ static void finish_drain(struct pvusb_hc *hc)
 
 /* ---- the service thread ---- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ volatile("yield");
-#endif
-}
-
 static unsigned do_work(struct pvusb_hc *hc)
 {
 	unsigned n = 0;
@@ -146,30 +129,20 @@ static unsigned do_work(struct pvusb_hc *hc)
 	return n;
 }
 
-/* Poll for work for up to spin_ns before sleeping: an eventfd wake-up costs
- * tens of microseconds, a shared-memory poll a fraction of one. */
+static bool work_arrived(void *arg)
+{
+	struct pvusb_hc *hc = arg;
+	bool hostile = false;
+	if (__atomic_load_n(&hc->cmd_pending, __ATOMIC_ACQUIRE))
+		return true;
+	return hc->xp && !hc->broken && (usbif_back_unconsumed(&hc->urb, &hostile) || hostile);
+}
+
+/* Poll for work for up to spin_ns before sleeping (util/spin.h). */
 static bool spin_for_work(struct pvusb_hc *hc)
 {
-	if (hc->spin_ns <= 0)
-		return false;
-	uint64_t deadline = now_ns() + (uint64_t)hc->spin_ns;
-	bool hostile = false;
-	for (unsigned i = 0;; i++) {
-		if (__atomic_load_n(&hc->cmd_pending, __ATOMIC_ACQUIRE))
-			return true;
-		if (hc->xp && !hc->broken && usbif_back_unconsumed(&hc->urb, &hostile))
-			return true;
-		if (hostile)
-			return true;
-		cpu_relax();
-		if ((i & 63) == 63 && now_ns() > deadline)
-			return false;
-		/* the CPU count can overstate what we have: a peer sharing this
-		 * CPU must run now, not after our whole spin (measured: 114 us
-		 * control round trips without this, 4 us with it, on one CPU) */
-		if ((i & 15) == 15)
-			sched_yield();
-	}
+	return hc->spin_ns > 0 &&
+	       pvusb_spin_until(pvusb_now_ns() + (uint64_t)hc->spin_ns, work_arrived, hc);
 }
 
 /* Set the event indexes so the next request or returned token wakes us,
@@ -315,17 +288,6 @@ static int cmd_stats(struct pvusb_hc *hc, void *arg)
 
 /* ---- public API ---- */
 
-static int default_spin_ns(int spin_us)
-{
-	if (spin_us >= 0)
-		return spin_us * 1000;
-	cpu_set_t set;
-	/* spinning only pays while another CPU runs the peer */
-	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) < 2)
-		return 0;
-	return 50 * 1000;
-}
-
 int pvusb_hc_create(const struct pvusb_hc_config *cfg, struct pvusb_hc **out)
 {
 	if (cfg->usb_ver != USBIF_VER_USB11 && cfg->usb_ver != USBIF_VER_USB20)
@@ -344,7 +306,7 @@ int pvusb_hc_create(const struct pvusb_hc_config *cfg, struct pvusb_hc **out)
 		return rc;
 	}
 	hc->cfg = *cfg;
-	hc->spin_ns = default_spin_ns(cfg->spin_us);
+	hc->spin_ns = pvusb_default_spin_ns(cfg->spin_us);
 	hc->drain_port = -1;
 	for (unsigned i = 0; i < USB_URB_RING_SIZE; i++)
 		hc->slots[i].hc = hc;

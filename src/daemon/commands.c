@@ -136,7 +136,7 @@ static json_object *cmd_hc_create(struct pvusbd *d, struct pvusbd_req *r)
 	return o;
 }
 
-static void hc_destroy_slot(struct pvusbd *d, struct pvusbd_hc *h)
+static void hc_destroy_slot(struct pvusbd_hc *h)
 {
 	if (h->fe_fd >= 0) {
 		close(h->fe_fd); /* closing removes it from the epoll set */
@@ -144,7 +144,6 @@ static void hc_destroy_slot(struct pvusbd *d, struct pvusbd_hc *h)
 	}
 	pvusb_hc_destroy(h->hc);
 	h->hc = NULL;
-	(void)d;
 }
 
 static json_object *cmd_hc_destroy(struct pvusbd *d, struct pvusbd_req *r)
@@ -154,7 +153,7 @@ static json_object *cmd_hc_destroy(struct pvusbd *d, struct pvusbd_req *r)
 	if (!h)
 		return err;
 	log_info("controller %s/%u destroyed", h->frontend, h->devid);
-	hc_destroy_slot(d, h);
+	hc_destroy_slot(h);
 	return reply_ok();
 }
 
@@ -310,7 +309,6 @@ static void close_fds(struct pvusbd_req *r)
 
 static json_object *cmd_frontend_connect(struct pvusbd *d, struct pvusbd_req *r)
 {
-	json_object *err;
 	const char *fe = get_str(r->msg, "frontend");
 	long devid, pages, urb_ref, conn_ref;
 	if (!valid_name(fe) || get_int(r->msg, "devid", 0, 1000000, 0, &devid) < 0 ||
@@ -319,10 +317,9 @@ static json_object *cmd_frontend_connect(struct pvusbd *d, struct pvusbd_req *r)
 	    get_int(r->msg, "conn-ring-ref", 0, PVUSB_LOCAL_MAX_PAGES, -1, &conn_ref) < 0 ||
 	    urb_ref < 0 || conn_ref < 0 || r->nfds != 3)
 		return reply_error(-EINVAL, "frontend-connect needs frontend, devid, pages, ring refs and 3 fds");
-	json_object_object_add(r->msg, "controller", json_object_new_int((int)devid));
-	struct pvusbd_hc *h = req_hc(d, r->msg, &err);
+	struct pvusbd_hc *h = pvusbd_find_hc(d, fe, (unsigned)devid);
 	if (!h)
-		return err;
+		return reply_error(-ENOENT, "frontend %s has no controller %ld", fe, devid);
 	if (h->fe_fd >= 0)
 		return reply_error(-EBUSY, "controller %s/%ld already has a frontend", fe, devid);
 	struct pvusb_xport *xp;
@@ -368,7 +365,7 @@ void pvusbd_destroy_all(struct pvusbd *d)
 {
 	for (int i = 0; i < PVUSBD_MAX_HCS; i++)
 		if (d->hcs[i].hc)
-			hc_destroy_slot(d, &d->hcs[i]);
+			hc_destroy_slot(&d->hcs[i]);
 }
 
 static const struct {

@@ -4,20 +4,19 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "pvusb/front.h"
 #include "pvusb/local.h"
 #include "pvusb/ring.h"
+#include "util/sock.h"
+#include "util/spin.h"
 
 #define NIDS USB_URB_RING_SIZE
 #define BOUNCE_PAGES 16 /* per id: 64 KiB of data */
@@ -123,28 +122,6 @@ static int make_memory(struct pvusb_front *f, uint32_t pool_pages)
 	return 0;
 }
 
-static int connect_socket(struct pvusb_front *f, const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	f->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (f->sock < 0)
-		return -errno;
-	return connect(f->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
-}
-
-static int default_spin_ns(int spin_us)
-{
-	if (spin_us >= 0)
-		return spin_us * 1000;
-	cpu_set_t set;
-	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) < 2)
-		return 0;
-	return 50 * 1000;
-}
-
 int pvusb_front_connect(const char *sock_path, const char *name, unsigned devid,
 			const struct pvusb_front_opts *opts, struct pvusb_front **out, char *err,
 			size_t errlen)
@@ -153,7 +130,7 @@ int pvusb_front_connect(const char *sock_path, const char *name, unsigned devid,
 	if (!f)
 		return -ENOMEM;
 	f->sock = f->memfd = -1;
-	f->spin_ns = default_spin_ns(opts ? opts->spin_us : -1);
+	f->spin_ns = pvusb_default_spin_ns(opts ? opts->spin_us : -1);
 	f->kick_be = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	f->kick_fe = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int rc = f->kick_be < 0 || f->kick_fe < 0 ? -errno : 0;
@@ -161,8 +138,13 @@ int pvusb_front_connect(const char *sock_path, const char *name, unsigned devid,
 		rc = make_memory(f, opts && opts->pool_pages ? opts->pool_pages : 2048);
 	if (rc < 0)
 		snprintf(err, errlen, "cannot set up shared memory: %s", strerror(-rc));
-	if (rc == 0 && (rc = connect_socket(f, sock_path)) < 0)
-		snprintf(err, errlen, "cannot connect to pvusbd at %s: %s", sock_path, strerror(-rc));
+	if (rc == 0) {
+		f->sock = pvusb_unix_connect(sock_path);
+		if (f->sock < 0) {
+			rc = f->sock;
+			snprintf(err, errlen, "cannot connect to pvusbd at %s: %s", sock_path, strerror(-rc));
+		}
+	}
 	if (rc == 0 && (rc = send_connect(f, name, devid)) < 0)
 		snprintf(err, errlen, "cannot send to pvusbd: %s", strerror(-rc));
 	if (rc == 0)
@@ -476,33 +458,12 @@ int pvusb_front_poll(struct pvusb_front *f)
 	return n + c;
 }
 
-static uint64_t now_ns(void)
+static bool anything_arrived(void *arg)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static bool anything_arrived(struct pvusb_front *f)
-{
+	struct pvusb_front *f = arg;
 	bool hostile = false;
 	return usbif_front_unconsumed(&f->urb, &hostile) || usbif_front_unconsumed(&f->conn, &hostile) ||
 	       hostile;
-}
-
-static bool spin(struct pvusb_front *f, uint64_t deadline)
-{
-	for (unsigned i = 0;; i++) {
-		if (anything_arrived(f))
-			return true;
-#if defined(__x86_64__) || defined(__i386__)
-		__builtin_ia32_pause();
-#endif
-		if ((i & 63) == 63 && now_ns() > deadline)
-			return false;
-		if ((i & 15) == 15)
-			sched_yield(); /* let a peer sharing this CPU run (see hc.c) */
-	}
 }
 
 /* Sleep until the backend notifies, the daemon hangs up, or timeout. */
@@ -532,16 +493,17 @@ static int sleep_for_event(struct pvusb_front *f, int timeout_ms)
 
 int pvusb_front_wait(struct pvusb_front *f, int timeout_ms)
 {
-	uint64_t start = now_ns();
+	uint64_t start = pvusb_now_ns();
 	uint64_t end = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000u;
 	for (;;) {
 		int n = pvusb_front_poll(f);
 		if (n != 0)
 			return n;
 		uint64_t spin_end = start + (uint64_t)f->spin_ns;
-		if (f->spin_ns > 0 && now_ns() < spin_end && spin(f, spin_end < end ? spin_end : end))
+		if (f->spin_ns > 0 && pvusb_now_ns() < spin_end &&
+		    pvusb_spin_until(spin_end < end ? spin_end : end, anything_arrived, f))
 			continue;
-		uint64_t now = now_ns();
+		uint64_t now = pvusb_now_ns();
 		if (now >= end)
 			return 0;
 		int left = timeout_ms < 0 ? -1 : (int)((end - now + 999999) / 1000000);
@@ -556,10 +518,10 @@ int pvusb_front_run(struct pvusb_front *f, struct pvusb_urb *u, int timeout_ms)
 	int rc = pvusb_front_submit(f, u);
 	if (rc < 0)
 		return rc;
-	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t end = pvusb_now_ns() + (uint64_t)timeout_ms * 1000000u;
 	bool unlinked = false;
 	while (u->id >= 0) {
-		uint64_t now = now_ns();
+		uint64_t now = pvusb_now_ns();
 		if (!unlinked && timeout_ms >= 0 && now >= end) {
 			pvusb_front_unlink(f, u); /* the guest's own timeout (E.3) */
 			unlinked = true;

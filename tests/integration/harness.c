@@ -5,26 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "util/sock.h"
 
 int t_passed, t_failed;
-
-static int connect_sock(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		return fd;
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
 
 int daemon_start(struct daemon *d)
 {
@@ -43,7 +31,7 @@ int daemon_start(struct daemon *d)
 		_exit(127);
 	}
 	for (int i = 0; i < 500; i++) { /* up to 5 s for the socket */
-		int fd = connect_sock(d->sock);
+		int fd = pvusb_unix_connect(d->sock);
 		if (fd >= 0) {
 			close(fd);
 			return 0;
@@ -69,7 +57,7 @@ static json_object *vcmd(struct daemon *d, const char *fmt, va_list ap)
 {
 	char msg[4096], buf[65536];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	int fd = connect_sock(d->sock);
+	int fd = pvusb_unix_connect(d->sock);
 	if (fd < 0)
 		return NULL;
 	json_object *o = NULL;

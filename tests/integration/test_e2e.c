@@ -233,11 +233,11 @@ static void test_hid_and_unlink(struct pvusb_front *f, uint8_t addr)
 
 static int completed;
 static void count_done(struct pvusb_urb *u) { completed++; }
-static int port_events_at_gone;
+static int completed_at_gone;
 static void on_port(struct pvusb_front *f, unsigned port, uint8_t speed, void *arg)
 {
 	if (port == 2 && speed == 0)
-		port_events_at_gone = completed; /* URBs answered before the unplug event */
+		completed_at_gone = completed; /* URBs answered before the unplug event */
 }
 
 static void test_detach_reattach(struct pvusb_front *f, uint8_t addr)
@@ -256,7 +256,7 @@ static void test_detach_reattach(struct pvusb_front *f, uint8_t addr)
 	CHECK(daemon_ok(&D, "{\"cmd\":\"detach\",\"frontend\":\"" FE "\",\"port\":2}"), "detach tablet");
 	CHECK(wait_port_speed(f, 2, 0), "speed 0 after detach");
 	CHECK_EQ(completed, 4, "every in-flight request answered");
-	CHECK_EQ(port_events_at_gone, 4, "all answered before the speed-0 event");
+	CHECK_EQ(completed_at_gone, 4, "all answered before the speed-0 event");
 	bool all_gone = true;
 	for (int i = 0; i < 4; i++)
 		all_gone = all_gone && u[i].status != 0;

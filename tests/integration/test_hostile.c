@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "util/sock.h"
 
 static struct daemon D;
 
@@ -220,10 +221,8 @@ static void test_conn_flood(void)
 
 static json_object *send_connect(const char *json, int *fds, int nfds)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", D.sock);
-	int s = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	int s = pvusb_unix_connect(D.sock);
+	if (s < 0)
 		return NULL;
 	char cbuf[CMSG_SPACE(3 * sizeof(int))] = {0};
 	struct iovec iov = {.iov_base = (void *)json, .iov_len = strlen(json)};

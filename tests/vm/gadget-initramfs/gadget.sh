@@ -50,6 +50,27 @@ GADGET_STATE=/run/gadget
 GADGET_HID_KEYBOARD_DESC=05010906a101050719e029e71500250175019508810295017508810395057501
 GADGET_HID_KEYBOARD_DESC=${GADGET_HID_KEYBOARD_DESC}050819012905910295017503910395067508150025650507190029658100c0
 
+# Test bookkeeping for guest scripts: check DESCRIPTION CMD... counts a
+# pass or a failure; check_summary NAME prints "NAME: N passed, N failed"
+# and fails when anything did.
+passed=0
+failed=0
+check() {
+    local what="$1"
+    shift
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL: $what"
+    fi
+}
+
+check_summary() {
+    echo "$1: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+}
+
 gadget_err() {
     echo "gadget.sh: $*" >&2
     return 1
@@ -324,22 +345,15 @@ gadget_remove() {
     rm -f "$GADGET_STATE/$name.udc"
 }
 
-gadget_sourcesink() {
-    gadget_new "$GADGET_NAME" && gadget_add_sourcesink "$GADGET_NAME" "$@" &&
+# One gadget with a single function of KIND, bound to the first UDC.
+gadget_one() { # KIND ARGS...
+    local kind="$1"
+    shift
+    gadget_new "$GADGET_NAME" && "gadget_add_$kind" "$GADGET_NAME" "$@" &&
         gadget_bind "$GADGET_NAME"
 }
 
-gadget_storage() {
-    gadget_new "$GADGET_NAME" && gadget_add_storage "$GADGET_NAME" "$@" &&
-        gadget_bind "$GADGET_NAME"
-}
-
-gadget_hid() {
-    gadget_new "$GADGET_NAME" && gadget_add_hid "$GADGET_NAME" "$@" &&
-        gadget_bind "$GADGET_NAME"
-}
-
-gadget_acm() {
-    gadget_new "$GADGET_NAME" && gadget_add_acm "$GADGET_NAME" "$@" &&
-        gadget_bind "$GADGET_NAME"
-}
+gadget_sourcesink() { gadget_one sourcesink "$@"; }
+gadget_storage() { gadget_one storage "$@"; }
+gadget_hid() { gadget_one hid "$@"; }
+gadget_acm() { gadget_one acm "$@"; }

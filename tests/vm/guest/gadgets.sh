@@ -6,18 +6,6 @@ set -eu
 # shellcheck source=tests/vm/gadget-initramfs/gadget.sh
 . /lib/gadget.sh
 
-passed=0
-failed=0
-check() { # DESCRIPTION CMD...
-    local what="$1"
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL: $what"
-    fi
-}
 
 [ "$(gadget_udcs | wc -l)" -ge 4 ] || { echo "needs --udcs 4"; exit 2; }
 
@@ -129,5 +117,4 @@ usbip unbind -b 1-1 >/dev/null 2>&1
 killall usbipd
 gadget_remove g1
 
-echo "gadgets: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary gadgets

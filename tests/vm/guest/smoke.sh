@@ -9,18 +9,6 @@ set -eu
 # shellcheck source=tests/vm/gadget-initramfs/gadget.sh
 . /lib/gadget.sh
 
-passed=0
-failed=0
-check() { # DESCRIPTION CMD...
-    local what="$1"
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL: $what"
-    fi
-}
 
 gadget_sourcesink bulk_buflen=4096
 
@@ -65,5 +53,4 @@ fi
 gadget_remove g1
 check "gadget removed" [ ! -e /sys/kernel/config/usb_gadget/g1 ]
 
-echo "smoke: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary smoke
