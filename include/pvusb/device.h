@@ -77,7 +77,14 @@ size_t pvusb_xfer_copy_to(struct pvusb_xfer *x, size_t off, const void *src, siz
 size_t pvusb_xfer_copy_from(const struct pvusb_xfer *x, size_t off, void *dst, size_t n);
 
 /* Hot-plug notice from a device back-end (a physical unplug or replug).
- * May be called from any thread. */
+ * May be called from any thread, with no device lock held.
+ * GONE: the device vanished. The back-end has completed (or will complete)
+ *   every accepted transfer itself, and refuses new ones with -ENODEV; the
+ *   core tells the guest speed 0 and forgets the port's guest address, but
+ *   keeps the device on its port.
+ * BACK: the same device is usable again; the back-end has set d->speed to
+ *   its real speed before the call. The core announces it again, so the
+ *   guest re-enumerates it on the same port. */
 enum pvusb_dev_event { PVUSB_DEV_GONE, PVUSB_DEV_BACK };
 typedef void (*pvusb_dev_event_cb)(struct pvusb_dev *d, enum pvusb_dev_event ev, void *arg);
 
@@ -125,6 +132,8 @@ struct pvusb_dev {
 	uint8_t dev_class;       /* bDeviceClass; 9 = hub, refused by the core */
 	char name[64];           /* what the user called it: "sourcesink", "1-1", ... */
 	char desc[128];          /* human description: "Example Corp Widget" */
+	char busid[32];          /* host devices: bus path ("2-4.3.3"); "" when emulated.
+	                          * The daemon assigns one busid at most once. */
 
 	/* set by the core while the device sits on a port */
 	void *core;

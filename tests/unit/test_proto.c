@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pvusb/request.h"
+#include "pvusb/devname.h"
 #include "pvusb/ring.h"
 
 static int passed, failed;
@@ -239,8 +240,54 @@ static void test_validation(void)
 	CHECK(validate(&q, 8) == -108, "isochronous data with 0 packets -> -ESHUTDOWN");
 }
 
+/* Parse name; check the outcome and, on error, that err contains want. */
+static bool name_fails_with(const char *name, const char *want)
+{
+	struct pvusb_devname n;
+	char err[256] = "";
+	return pvusb_devname_parse(name, &n, err, sizeof(err)) == -EINVAL && strstr(err, want);
+}
+
+static void test_devname(void)
+{
+	struct pvusb_devname n;
+	char err[256], buf[64];
+	CHECK(pvusb_devname_parse("2-4.3.3", &n, err, sizeof(err)) == 0 && n.kind == PVUSB_DEVNAME_BUSPATH &&
+		      n.bus == 2 && n.nports == 3 && n.ports[0] == 4 && n.ports[2] == 3,
+	      "bus path 2-4.3.3");
+	pvusb_devname_buspath(n.bus, n.ports, n.nports, buf, sizeof(buf));
+	CHECK(!strcmp(buf, "2-4.3.3"), "bus path formats back");
+	CHECK(pvusb_devname_parse("1.6", &n, err, sizeof(err)) == 0 && n.kind == PVUSB_DEVNAME_BUSADDR &&
+		      n.bus == 1 && n.addr == 6,
+	      "bus.address 1.6");
+	CHECK(pvusb_devname_parse("host:1.10", &n, err, sizeof(err)) == 0 && n.addr == 10,
+	      "host: prefix, address 10 read as decimal");
+	CHECK(name_fails_with("1.06", "leading zero") && name_fails_with("01.6", "not octal") &&
+		      name_fails_with("1-04", "decimal"),
+	      "leading zeros refused with the reason");
+	CHECK(name_fails_with("1.128", "1..127") && name_fails_with("0.5", "1..255") &&
+		      name_fails_with("1-1.2.3.4.5.6.7.8", "deeper"),
+	      "ranges and depth");
+	CHECK(pvusb_devname_parse("046d:C016", &n, err, sizeof(err)) == 0 && n.kind == PVUSB_DEVNAME_VIDPID &&
+		      n.vendor == 0x046d && n.product == 0xc016 && !n.serial[0],
+	      "vendor:product");
+	CHECK(pvusb_devname_parse("host:0424:460:AB12", &n, err, sizeof(err)) == 0 && n.product == 0x460 &&
+		      !strcmp(n.serial, "AB12"),
+	      "vendor:product:serial with host: prefix, 3-digit product");
+	CHECK(name_fails_with("046d:c0167", "hex") && name_fails_with("046d:", "hex") &&
+		      name_fails_with("046d:c016:", "empty"),
+	      "bad vendor:product forms");
+	CHECK(pvusb_devname_parse("storage:/tmp/x.img,ro", &n, err, sizeof(err)) == 0 &&
+		      n.kind == PVUSB_DEVNAME_EMUL && !strcmp(n.emul, "storage") && !strcmp(n.arg, "/tmp/x.img,ro"),
+	      "emulated storage with its image");
+	CHECK(name_fails_with("storage", "image") && name_fails_with("mouse", "unknown device") &&
+		      name_fails_with("", "empty"),
+	      "bad emulated names");
+}
+
 int main(void)
 {
+	test_devname();
 	test_layout();
 	test_pipe();
 	test_ring_wrap();
