@@ -72,6 +72,7 @@ void pvusb_hc_disconnect(struct pvusb_hc *hc);
 struct pvusb_port_info {
 	unsigned port;
 	uint8_t speed;       /* 0 when empty */
+	bool gone;           /* the device is assigned but unplugged (speed: its last) */
 	uint8_t guest_addr;  /* the address the guest gave it, 0 if none */
 	char dev_name[64];
 	char dev_desc[128];

@@ -76,10 +76,12 @@ static void run_command(struct pvusb_hc *hc)
 static void close_port_device(struct pvusb_hc *hc, unsigned port)
 {
 	struct hc_port *p = &hc->ports[port];
-	p->dev->core = NULL;
-	p->dev->ops->close(p->dev);
-	p->dev = NULL;
+	struct pvusb_dev *d = p->dev;
+	__atomic_store_n(&p->dev, NULL, __ATOMIC_RELEASE); /* no more device events */
+	d->core = NULL;
+	d->ops->close(d);
 	p->detaching = false;
+	p->gone = false;
 	hc_conn_announce(hc, port, USBIF_SPEED_NONE); /* after every response (E.6) */
 }
 
@@ -113,6 +115,47 @@ static void finish_drain(struct pvusb_hc *hc)
 	cmd_finish(hc, c, 0);
 }
 
+/* ---- device hot-plug events (device.h: any thread posts, we apply) ---- */
+
+static void post_dev_event(struct pvusb_dev *d, enum pvusb_dev_event ev, void *arg)
+{
+	struct pvusb_hc *hc = arg;
+	for (unsigned i = 1; i <= hc->cfg.num_ports; i++) {
+		if (__atomic_load_n(&hc->ports[i].dev, __ATOMIC_ACQUIRE) != d)
+			continue;
+		__atomic_store_n(&hc->ports[i].pending_event, 1 + (int)ev, __ATOMIC_RELEASE);
+		__atomic_fetch_or(&hc->dev_event_ports, 1u << i, __ATOMIC_RELEASE);
+		hc_wake(hc);
+		return;
+	}
+}
+
+static void forget_guest_address(struct pvusb_hc *hc, struct hc_port *p)
+{
+	if (p->guest_addr)
+		hc->addr_port[p->guest_addr] = 0;
+	p->guest_addr = 0;
+}
+
+/* GONE: the guest sees an empty port, the device stays for its return.
+ * BACK: announced again, so the guest resets and re-addresses it. */
+static unsigned apply_dev_events(struct pvusb_hc *hc)
+{
+	uint32_t mask = __atomic_exchange_n(&hc->dev_event_ports, 0, __ATOMIC_ACQ_REL);
+	for (unsigned i = 1; mask && i <= hc->cfg.num_ports; i++) {
+		struct hc_port *p = &hc->ports[i];
+		int ev = (mask & (1u << i)) ? __atomic_exchange_n(&p->pending_event, 0, __ATOMIC_ACQ_REL) : 0;
+		if (!ev || !p->dev || p->detaching)
+			continue;
+		forget_guest_address(hc, p);
+		p->gone = ev - 1 == PVUSB_DEV_GONE;
+		hc_conn_announce(hc, i, p->gone ? 0 : p->dev->speed);
+		log_info("controller %s/%u port %u: %s %s", hc->cfg.frontend, hc->cfg.devid, i,
+			 p->dev->name, p->gone ? "unplugged" : "plugged in again");
+	}
+	return mask != 0;
+}
+
 /* ---- the service thread ---- */
 
 static unsigned do_work(struct pvusb_hc *hc)
@@ -124,6 +167,8 @@ static unsigned do_work(struct pvusb_hc *hc)
 	}
 	if (hc->deferred)
 		finish_drain(hc);
+	if (__atomic_load_n(&hc->dev_event_ports, __ATOMIC_ACQUIRE))
+		n += apply_dev_events(hc);
 	n += hc_process_urbs(hc);
 	n += hc_conn_flush(hc);
 	return n;
@@ -133,7 +178,8 @@ static bool work_arrived(void *arg)
 {
 	struct pvusb_hc *hc = arg;
 	bool hostile = false;
-	if (__atomic_load_n(&hc->cmd_pending, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&hc->cmd_pending, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&hc->dev_event_ports, __ATOMIC_ACQUIRE))
 		return true;
 	return hc->xp && !hc->broken && (usbif_back_unconsumed(&hc->urb, &hostile) || hostile);
 }
@@ -203,7 +249,11 @@ static int cmd_attach(struct pvusb_hc *hc, void *arg)
 	if (rc < 0)
 		return rc;
 	a->dev->core = hc;
-	p->dev = a->dev;
+	a->dev->event_cb = post_dev_event;
+	a->dev->event_arg = hc;
+	p->gone = false;
+	__atomic_store_n(&p->pending_event, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->dev, a->dev, __ATOMIC_RELEASE);
 	p->guest_addr = 0;
 	hc_conn_announce(hc, a->port, a->dev->speed);
 	return 0;
@@ -218,9 +268,7 @@ static int cmd_detach(struct pvusb_hc *hc, void *arg)
 	pthread_mutex_lock(&hc->rsp_lock);
 	p->detaching = true; /* from now on its requests get -ENODEV */
 	pthread_mutex_unlock(&hc->rsp_lock);
-	if (p->guest_addr)
-		hc->addr_port[p->guest_addr] = 0;
-	p->guest_addr = 0;
+	forget_guest_address(hc, p);
 	hc_cancel_port(hc, port);
 	hc->drain_port = (int)port;
 	return HC_CMD_DEFERRED; /* finish_drain closes it once every request is answered */
@@ -263,6 +311,7 @@ static int cmd_port_info(struct pvusb_hc *hc, void *arg)
 	const struct hc_port *p = &hc->ports[info->port];
 	const struct pvusb_dev *d = p->detaching ? NULL : p->dev;
 	info->speed = d ? d->speed : 0;
+	info->gone = d && p->gone;
 	info->guest_addr = p->guest_addr;
 	info->vendor = d ? d->vendor : 0;
 	info->product = d ? d->product : 0;

@@ -31,6 +31,8 @@ struct hc_port {
 	struct pvusb_dev *dev; /* NULL when empty */
 	uint8_t guest_addr;    /* 0: none */
 	bool detaching;        /* draining before close: new requests get -ENODEV */
+	bool gone;             /* the device was unplugged; it stays on the port */
+	int pending_event;     /* atomic: a device event not yet applied, 1 + enum */
 	uint32_t inflight;     /* under rsp_lock */
 	/* conn-ring state (C.2): what the guest should see vs what it was told */
 	uint8_t want_speed, told_speed;
@@ -63,6 +65,7 @@ struct pvusb_hc {
 	struct hc_cmd *deferred;  /* taken, waiting for a drain */
 	int drain_port;           /* 0: all ports; >0: that port; -1: none */
 	int cmd_pending;          /* atomic hint for the spin loop */
+	uint32_t dev_event_ports; /* atomic: ports with a pending_event */
 
 	struct pvusb_xport *xp;
 	struct usbif_ring urb, conn;
