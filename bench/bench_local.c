@@ -138,7 +138,7 @@ static int daemon_start(struct daemon *d, const char *bin)
 	daemon_pid = d->pid;
 	if (d->pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the benchmark */
-		execl(bin, bin, "-f", "-q", "-s", d->sock, (char *)NULL);
+		execl(bin, bin, "-f", "-q", "-s", d->sock, "--no-state", (char *)NULL);
 		fprintf(stderr, "cannot run %s: %s\n", bin, strerror(errno));
 		_exit(127);
 	}

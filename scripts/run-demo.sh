@@ -11,7 +11,7 @@ ninja -C build >/dev/null
 bin=build/src
 tmp=$(mktemp -d /tmp/pvusb-demo.XXXXXX)
 export PVUSB_SOCKET=$tmp/pvusbd.sock
-"$bin/daemon/pvusbd" -f -q -s "$PVUSB_SOCKET" &
+"$bin/daemon/pvusbd" -f -q -s "$PVUSB_SOCKET" --state "$tmp/state.json" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 100); do [ -S "$PVUSB_SOCKET" ] && break; sleep 0.05; done

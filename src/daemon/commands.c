@@ -102,48 +102,22 @@ static json_object *cmd_hc_create(struct pvusbd *d, struct pvusbd_req *r)
 {
 	const char *fe = get_str(r->msg, "frontend");
 	long ver, ports, devid;
+	char err[256];
 	if (!valid_name(fe))
-		return reply_error(-EINVAL, "frontend name must be 1-63 of [A-Za-z0-9._-]");
+		return reply_error(-EINVAL, "the domain name must be 1-63 of [A-Za-z0-9._-]");
 	if (get_int(r->msg, "usb-ver", 1, 2, 2, &ver) < 0)
 		return reply_error(-EINVAL, "usb-ver must be 1 or 2");
 	if (get_int(r->msg, "ports", 1, USBIF_MAX_PORTNR, 8, &ports) < 0)
 		return reply_error(-EINVAL, "ports must be 1..%u", USBIF_MAX_PORTNR);
 	if (get_int(r->msg, "controller", -1, 1000000, -1, &devid) < 0)
 		return reply_error(-EINVAL, "controller must be a number");
-	if (devid < 0) /* the lowest free number, as libxl numbers devids */
-		for (devid = 0; pvusbd_find_hc(d, fe, (unsigned)devid); devid++)
-			;
-	if (pvusbd_find_hc(d, fe, (unsigned)devid))
-		return reply_error(-EEXIST, "frontend %s already has controller %ld", fe, devid);
-	struct pvusbd_hc *slot = NULL;
-	for (int i = 0; i < PVUSBD_MAX_HCS && !slot; i++)
-		if (!d->hcs[i].hc)
-			slot = &d->hcs[i];
-	if (!slot)
-		return reply_error(-ENOSPC, "too many controllers (%d)", PVUSBD_MAX_HCS);
-	struct pvusb_hc_config cfg = {.usb_ver = (unsigned)ver, .num_ports = (unsigned)ports,
-				      .devid = (unsigned)devid, .spin_us = -1};
-	snprintf(cfg.frontend, sizeof(cfg.frontend), "%s", fe);
-	int rc = pvusb_hc_create(&cfg, &slot->hc);
-	if (rc < 0)
-		return reply_error(rc, "cannot create controller: %s", strerror(-rc));
-	snprintf(slot->frontend, sizeof(slot->frontend), "%s", fe);
-	slot->devid = (unsigned)devid;
-	slot->fe_fd = -1;
-	log_info("controller %s/%ld created: USB %s, %ld ports", fe, devid, ver == 1 ? "1.1" : "2.0", ports);
+	struct pvusbd_hc *h = pvusbd_hc_new(d, fe, (int)devid, (unsigned)ver, (unsigned)ports, err, sizeof(err));
+	if (!h)
+		return reply_error(-EEXIST, "%s", err);
+	pvusbd_state_save(d);
 	json_object *o = reply_ok();
-	json_object_object_add(o, "controller", json_object_new_int((int)devid));
+	json_object_object_add(o, "controller", json_object_new_int((int)h->devid));
 	return o;
-}
-
-static void hc_destroy_slot(struct pvusbd_hc *h)
-{
-	if (h->fe_fd >= 0) {
-		close(h->fe_fd); /* closing removes it from the epoll set */
-		h->fe_fd = -1;
-	}
-	pvusb_hc_destroy(h->hc);
-	h->hc = NULL;
 }
 
 static json_object *cmd_hc_destroy(struct pvusbd *d, struct pvusbd_req *r)
@@ -153,63 +127,53 @@ static json_object *cmd_hc_destroy(struct pvusbd *d, struct pvusbd_req *r)
 	if (!h)
 		return err;
 	log_info("controller %s/%u destroyed", h->frontend, h->devid);
-	hc_destroy_slot(h);
+	pvusbd_hc_free(d, h);
+	pvusbd_state_save(d);
 	return reply_ok();
 }
 
-static const char *attach_error(int rc)
-{
-	switch (rc) {
-	case -EBUSY: return "the port already holds a device";
-	case -EMEDIUMTYPE: return "hubs cannot be passed through";
-	case -EPROTONOSUPPORT: return "a high-speed device cannot go on a USB 1.1 controller";
-	case -EINVAL: return "no such port";
-	default: return strerror(-rc);
-	}
-}
-
+/* attach: "controller" and "port" are optional; pvusbd_assign chooses as xl
+ * does when they are absent. */
 static json_object *cmd_attach(struct pvusbd *d, struct pvusbd_req *r)
 {
-	json_object *err;
-	struct pvusbd_hc *h = req_hc(d, r->msg, &err);
-	if (!h)
-		return err;
-	const char *name = get_str(r->msg, "device");
-	long port;
-	if (!name || get_int(r->msg, "port", 1, USBIF_MAX_PORTNR, 0, &port) < 0 || port == 0)
-		return reply_error(-EINVAL, "expected \"device\" and \"port\" (1..31)");
-	if ((unsigned)port > pvusb_hc_config(h->hc)->num_ports)
-		return reply_error(-EINVAL, "controller %u has ports 1..%u", h->devid,
-				   pvusb_hc_config(h->hc)->num_ports);
-	struct pvusb_dev *dev;
-	char why[160] = "";
-	int rc = pvusb_dev_open(name, &dev, why, sizeof(why));
+	const char *fe = get_str(r->msg, "frontend"), *name = get_str(r->msg, "device");
+	long ctrl, port;
+	char err[320];
+	if (!valid_name(fe))
+		return reply_error(-EINVAL, "the domain name must be 1-63 of [A-Za-z0-9._-]");
+	if (!name || !*name || strlen(name) >= sizeof(d->hcs[0].ports[0].device))
+		return reply_error(-EINVAL, "expected \"device\": a device name");
+	if (get_int(r->msg, "controller", -1, 1000000, -1, &ctrl) < 0 ||
+	    get_int(r->msg, "port", 0, USBIF_MAX_PORTNR, 0, &port) < 0)
+		return reply_error(-EINVAL, "port must be 1..%u and controller a number", USBIF_MAX_PORTNR);
+	if (port && ctrl < 0)
+		ctrl = 0; /* a port alone means controller 0 (the CLI asks for both, as xl does) */
+	struct pvusbd_hc *h;
+	unsigned at;
+	int rc = pvusbd_assign(d, fe, (int)ctrl, (unsigned)port, name, &h, &at, err, sizeof(err));
 	if (rc < 0)
-		return reply_error(rc, "cannot open %s: %s", name, why[0] ? why : strerror(-rc));
-	rc = pvusb_hc_attach(h->hc, (unsigned)port, dev);
-	if (rc < 0) {
-		dev->ops->close(dev);
-		return reply_error(rc, "cannot attach %s to port %ld: %s", name, port, attach_error(rc));
-	}
-	log_info("controller %s/%u port %ld: attached %s", h->frontend, h->devid, port, name);
-	return reply_ok();
+		return reply_error(rc, "%s", err);
+	pvusbd_state_save(d);
+	json_object *o = reply_ok();
+	json_object_object_add(o, "controller", json_object_new_int((int)h->devid));
+	json_object_object_add(o, "port", json_object_new_int((int)at));
+	return o;
 }
 
 static json_object *cmd_detach(struct pvusbd *d, struct pvusbd_req *r)
 {
-	json_object *err;
-	struct pvusbd_hc *h = req_hc(d, r->msg, &err);
+	json_object *jerr;
+	struct pvusbd_hc *h = req_hc(d, r->msg, &jerr);
 	if (!h)
-		return err;
+		return jerr;
 	long port;
+	char err[256];
 	if (get_int(r->msg, "port", 1, USBIF_MAX_PORTNR, 0, &port) < 0 || port == 0)
 		return reply_error(-EINVAL, "expected \"port\" (1..31)");
-	int rc = pvusb_hc_detach(h->hc, (unsigned)port);
-	if (rc == -ENOENT)
-		return reply_error(rc, "port %ld of controller %u is empty", port, h->devid);
+	int rc = pvusbd_unassign(d, h, (unsigned)port, err, sizeof(err));
 	if (rc < 0)
-		return reply_error(rc, "cannot detach port %ld: %s", port, attach_error(rc));
-	log_info("controller %s/%u port %ld: detached", h->frontend, h->devid, port);
+		return reply_error(rc, "%s", err);
+	pvusbd_state_save(d);
 	return reply_ok();
 }
 
@@ -229,7 +193,7 @@ static json_object *describe_hc(struct pvusbd_hc *h)
 	json_object_object_add(o, "controller", json_object_new_int((int)h->devid));
 	json_object_object_add(o, "usb-ver", json_object_new_int((int)cfg->usb_ver));
 	json_object_object_add(o, "ports", json_object_new_int((int)cfg->num_ports));
-	json_object_object_add(o, "transport", json_object_new_string("local"));
+	json_object_object_add(o, "transport", json_object_new_string(h->transport));
 	json_object_object_add(o, "state", json_object_new_string(
 		st.broken ? "broken" : st.connected ? "connected" : "waiting"));
 	if (st.broken)
@@ -245,8 +209,14 @@ static json_object *describe_hc(struct pvusbd_hc *h)
 		pvusb_hc_port_info(h->hc, p, &pi);
 		json_object *po = json_object_new_object();
 		json_object_object_add(po, "port", json_object_new_int((int)p));
-		json_object_object_add(po, "device", pi.speed ? json_object_new_string(pi.dev_name) : NULL);
-		if (pi.speed) {
+		const struct pvusbd_port *rec = &h->ports[p];
+		json_object_object_add(po, "device", rec->device[0] ? json_object_new_string(rec->device) : NULL);
+		if (rec->device[0])
+			json_object_object_add(po, "state", json_object_new_string(
+				rec->missing ? "missing" : pi.gone ? "unplugged" : "attached"));
+		if (rec->busid[0])
+			json_object_object_add(po, "busid", json_object_new_string(rec->busid));
+		if (pi.speed && !rec->missing) {
 			char id[10];
 			snprintf(id, sizeof(id), "%04x:%04x", pi.vendor, pi.product);
 			json_object_object_add(po, "id", json_object_new_string(id));
@@ -365,7 +335,7 @@ void pvusbd_destroy_all(struct pvusbd *d)
 {
 	for (int i = 0; i < PVUSBD_MAX_HCS; i++)
 		if (d->hcs[i].hc)
-			hc_destroy_slot(&d->hcs[i]);
+			pvusbd_hc_free(d, &d->hcs[i]);
 }
 
 static const struct {

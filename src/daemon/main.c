@@ -12,6 +12,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -28,26 +31,54 @@ static void usage(FILE *to)
 		"The PVUSB backend daemon: serves virtual USB host controllers to frontends.\n\n"
 		"  -f, --foreground      stay in the foreground (the default; kept for systemd units)\n"
 		"  -s, --socket PATH     control socket (default %s)\n"
-		"  -v, --verbose         log debug messages (when built with -Ddebug_log=true)\n"
-		"  -q, --quiet           log only warnings and errors\n"
+		"  -g, --group NAME      members of this group may use the socket too (default:\n"
+		"                        only root and the user pvusbd runs as)\n"
+		"  -S, --state FILE      state file, rewritten atomically on every change and\n"
+		"                        restored at start (default %s)\n"
+		"      --no-state        keep no state file\n"
+		"  -c, --config-dir DIR  apply every DIR/*.cfg domain config at start\n"
+		"                        (default %s, when it exists)\n"
+		"  -l, --log-level LEVEL err, warn, info (default) or debug\n"
+		"  -v, --verbose         same as --log-level debug (debug messages need a\n"
+		"                        build with -Ddebug_log=true)\n"
+		"  -q, --quiet           same as --log-level warn\n"
 		"  -h, --help            show this help\n\n"
 		"Controllers and devices are managed with pvusb(1) through the control socket.\n"
+		"Logs go to stderr (the journal under systemd).\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM, SIGINT or a shutdown command),\n"
-		"1 when the socket cannot be set up.\n",
-		PVUSB_DEFAULT_SOCKET);
+		"1 when the socket or the state directory cannot be set up, 2 on a bad option.\n",
+		PVUSB_DEFAULT_SOCKET, PVUSBD_DEFAULT_STATE, PVUSBD_DEFAULT_CONFIG_DIR);
 }
 
-/* Only root, or the user the daemon runs as, may drive it. */
-static bool peer_allowed(int fd)
+/* Whether the user uid belongs to group g (primary or supplementary). */
+static bool user_in_group(uid_t uid, gid_t primary, gid_t g)
+{
+	if (primary == g)
+		return true;
+	struct passwd *pw = getpwuid(uid);
+	gid_t groups[256];
+	int n = 256;
+	if (!pw || getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == g)
+			return true;
+	return false;
+}
+
+/* Only root, the user the daemon runs as, or the configured group may
+ * drive it: checked on the peer's credentials, not the socket's mode. */
+static bool peer_allowed(struct pvusbd *d, int fd)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
 		return false;
-	return cr.uid == 0 || cr.uid == getuid();
+	return cr.uid == 0 || cr.uid == getuid() ||
+	       (d->has_group && user_in_group(cr.uid, cr.gid, d->group));
 }
 
-static int open_listener(const char *path)
+static int open_listener(struct pvusbd *d, const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -69,6 +100,8 @@ static int open_listener(const char *path)
 	mode_t old = umask(0077);
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
+	if (rc == 0 && d->has_group && (chown(path, (uid_t)-1, d->group) < 0 || chmod(path, 0660) < 0))
+		rc = -1;
 	if (rc < 0 || listen(fd, 64) < 0) {
 		log_err("cannot listen on %s: %s", path, strerror(errno));
 		close(fd);
@@ -87,8 +120,8 @@ static void accept_clients(struct pvusbd *d)
 {
 	int fd;
 	while ((fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-		if (!peer_allowed(fd)) {
-			log_warn("refused a control connection from an unprivileged user");
+		if (!peer_allowed(d, fd)) {
+			log_warn("refused a control connection from a user not allowed to use it");
 			close(fd);
 			continue;
 		}
@@ -180,6 +213,50 @@ static int setup_signals(void)
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
+/* Every 2 s: assigned devices that were absent may have come back. */
+static void on_timer(struct pvusbd *d)
+{
+	uint64_t ticks;
+	if (read(d->timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+		pvusbd_retry_missing(d);
+}
+
+static int setup_timer(void)
+{
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	struct itimerspec its = {.it_interval = {2, 0}, .it_value = {2, 0}};
+	if (fd >= 0)
+		timerfd_settime(fd, 0, &its, NULL);
+	return fd;
+}
+
+static int parse_log_level(const char *s)
+{
+	static const struct { const char *name; int level; } levels[] = {
+		{"err", PVUSB_LOG_ERR}, {"error", PVUSB_LOG_ERR}, {"warn", PVUSB_LOG_WARN},
+		{"warning", PVUSB_LOG_WARN}, {"info", PVUSB_LOG_INFO}, {"debug", PVUSB_LOG_DEBUG}};
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		if (!strcmp(s, levels[i].name))
+			return levels[i].level;
+	return -1;
+}
+
+/* The state file's directory exists on a fresh boot (/var/lib/pvusb). */
+static int make_state_dir(const char *path)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = 0;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		log_err("cannot create %s for the state file: %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static void run(struct pvusbd *d)
 {
 	struct epoll_event evs[32];
@@ -189,6 +266,8 @@ static void run(struct pvusbd *d)
 			int fd = evs[i].data.fd;
 			if (fd == d->listen_fd)
 				accept_clients(d);
+			else if (fd == d->timer_fd)
+				on_timer(d);
 			else if (fd == d->signal_fd)
 				d->stopping = true;
 			else if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -197,31 +276,72 @@ static void run(struct pvusbd *d)
 	}
 }
 
-int main(int argc, char **argv)
+static int parse_options(struct pvusbd *d, int argc, char **argv)
 {
+	enum { OPT_NO_STATE = 256 };
 	static const struct option opts[] = {
 		{"foreground", no_argument, NULL, 'f'}, {"socket", required_argument, NULL, 's'},
+		{"group", required_argument, NULL, 'g'}, {"state", required_argument, NULL, 'S'},
+		{"no-state", no_argument, NULL, OPT_NO_STATE},
+		{"config-dir", required_argument, NULL, 'c'}, {"log-level", required_argument, NULL, 'l'},
 		{"verbose", no_argument, NULL, 'v'},    {"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
-	struct pvusbd *d = calloc(1, sizeof(*d));
-	d->sock_path = getenv("PVUSB_SOCKET") ? getenv("PVUSB_SOCKET") : PVUSB_DEFAULT_SOCKET;
-	for (int c; (c = getopt_long(argc, argv, "fs:vqh", opts, NULL)) != -1;) {
+	for (int c; (c = getopt_long(argc, argv, "fs:g:S:c:l:vqh", opts, NULL)) != -1;) {
+		struct group *gr;
 		switch (c) {
 		case 'f': break;
 		case 's': d->sock_path = optarg; break;
+		case 'S': d->state_path = optarg; break;
+		case OPT_NO_STATE: d->state_path = NULL; break;
+		case 'c': d->config_dir = optarg; break;
+		case 'g':
+			if (!(gr = getgrnam(optarg))) {
+				fprintf(stderr, "pvusbd: no such group '%s'\n", optarg);
+				return 2;
+			}
+			d->group = gr->gr_gid;
+			d->has_group = true;
+			break;
+		case 'l':
+			if ((pvusb_log_threshold = parse_log_level(optarg)) < 0) {
+				fprintf(stderr, "pvusbd: --log-level takes err, warn, info or debug\n");
+				return 2;
+			}
+			break;
 		case 'v': pvusb_log_threshold = PVUSB_LOG_DEBUG; break;
 		case 'q': pvusb_log_threshold = PVUSB_LOG_WARN; break;
-		case 'h': usage(stdout); return 0;
+		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 2;
 		}
 	}
+	if (optind < argc) {
+		fprintf(stderr, "pvusbd: unexpected argument '%s'; see pvusbd --help\n", argv[optind]);
+		return 2;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct pvusbd *d = calloc(1, sizeof(*d));
+	d->sock_path = getenv("PVUSB_SOCKET") ? getenv("PVUSB_SOCKET") : PVUSB_DEFAULT_SOCKET;
+	d->state_path = PVUSBD_DEFAULT_STATE;
+	int rc = parse_options(d, argc, argv);
+	if (rc)
+		return rc == 1 ? 0 : rc;
+	if (d->state_path && make_state_dir(d->state_path) < 0)
+		return 1;
 	d->signal_fd = setup_signals();
-	d->listen_fd = open_listener(d->sock_path);
+	d->timer_fd = setup_timer();
+	d->listen_fd = open_listener(d, d->sock_path);
 	d->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	if (d->listen_fd < 0 || d->signal_fd < 0 || d->epoll_fd < 0)
+	if (d->listen_fd < 0 || d->signal_fd < 0 || d->epoll_fd < 0 || d->timer_fd < 0)
 		return 1;
 	watch(d, d->listen_fd);
 	watch(d, d->signal_fd);
+	watch(d, d->timer_fd);
+	pvusbd_state_load(d);
+	pvusbd_config_dir_apply(d);
 	log_info("pvusbd listening on %s", d->sock_path);
 	run(d);
 	log_info("pvusbd shutting down");
@@ -230,6 +350,7 @@ int main(int argc, char **argv)
 	close(d->listen_fd);
 	close(d->epoll_fd);
 	close(d->signal_fd);
+	close(d->timer_fd);
 	free(d);
 	return 0;
 }

@@ -25,9 +25,12 @@ int daemon_start(struct daemon *d)
 	if (!mkdtemp(d->dir))
 		return -1;
 	snprintf(d->sock, sizeof(d->sock), "%s/pvusbd.sock", d->dir);
+	char state[sizeof(d->dir) + 16];
+	snprintf(state, sizeof(state), "%s/state.json", d->dir);
 	d->pid = fork();
 	if (d->pid == 0) {
-		execl(bin, bin, "-f", "-q", "-s", d->sock, (char *)NULL);
+		execl(bin, bin, "-f", "-q", "-s", d->sock, "--state", state, "--config-dir", d->dir,
+		      (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 500; i++) { /* up to 5 s for the socket */
@@ -50,6 +53,9 @@ void daemon_stop(struct daemon *d)
 		waitpid(d->pid, &st, 0);
 		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "pvusbd exit status %d", st);
 	}
+	char state[sizeof(d->dir) + 16];
+	snprintf(state, sizeof(state), "%s/state.json", d->dir);
+	unlink(state);
 	rmdir(d->dir);
 }
 

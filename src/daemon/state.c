@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The state file: every controller and assignment, rewritten atomically on
+ * every change (temporary file, fsync, rename, fsync of the directory), so
+ * that a daemon killed at any moment restarts with the last state it
+ * acknowledged. Controllers of the xen transport are recorded for the
+ * listing's sake but come back from xenstore, which is their truth.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "util/log.h"
+
+#define STATE_VERSION 1
+
+static json_object *port_json(unsigned port, const struct pvusbd_port *rec)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "port", json_object_new_int((int)port));
+	json_object_object_add(o, "device", json_object_new_string(rec->device));
+	json_object_object_add(o, "busid", json_object_new_string(rec->busid));
+	return o;
+}
+
+static json_object *state_json(struct pvusbd *d)
+{
+	json_object *root = json_object_new_object(), *arr = json_object_new_array();
+	json_object_object_add(root, "version", json_object_new_int(STATE_VERSION));
+	for (int i = 0; i < PVUSBD_MAX_HCS; i++) {
+		const struct pvusbd_hc *h = &d->hcs[i];
+		if (!h->hc)
+			continue;
+		json_object *o = json_object_new_object(), *devs = json_object_new_array();
+		json_object_object_add(o, "frontend", json_object_new_string(h->frontend));
+		json_object_object_add(o, "controller", json_object_new_int((int)h->devid));
+		json_object_object_add(o, "usb-ver", json_object_new_int((int)h->usb_ver));
+		json_object_object_add(o, "ports", json_object_new_int((int)h->num_ports));
+		json_object_object_add(o, "transport", json_object_new_string(h->transport));
+		for (unsigned p = 1; p <= h->num_ports; p++)
+			if (h->ports[p].device[0])
+				json_object_array_add(devs, port_json(p, &h->ports[p]));
+		json_object_object_add(o, "devices", devs);
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(root, "controllers", arr);
+	return root;
+}
+
+static int write_all(int fd, const char *s, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, s, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		s += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void fsync_dir(const char *path)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	int fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+int pvusbd_state_save(struct pvusbd *d)
+{
+	if (!d->state_path)
+		return 0;
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", d->state_path);
+	json_object *root = state_json(d);
+	const char *txt = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY);
+	int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		rc = -errno;
+	if (!rc)
+		rc = write_all(fd, txt, strlen(txt));
+	if (!rc)
+		rc = write_all(fd, "\n", 1);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (!rc && rename(tmp, d->state_path) < 0)
+		rc = -errno;
+	json_object_put(root);
+	if (rc < 0) {
+		unlink(tmp);
+		log_err("cannot write the state file %s: %s; the change is live but will not "
+			"survive a restart", d->state_path, strerror(-rc));
+		return rc;
+	}
+	fsync_dir(d->state_path);
+	return 0;
+}
+
+/* ---- loading ---- */
+
+static const char *jstr(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)
+		       ? json_object_get_string(v) : NULL;
+}
+
+static int jint(json_object *o, const char *k, int lo, int hi)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_int))
+		return -1;
+	int x = json_object_get_int(v);
+	return x < lo || x > hi ? -1 : x;
+}
+
+static void load_devices(struct pvusbd *d, struct pvusbd_hc *h, json_object *devs)
+{
+	size_t n = json_object_is_type(devs, json_type_array) ? json_object_array_length(devs) : 0;
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = json_object_array_get_idx(devs, i);
+		int port = jint(o, "port", 1, (int)h->num_ports);
+		const char *dev = jstr(o, "device"), *busid = jstr(o, "busid");
+		if (port < 0 || !dev || !*dev || strlen(dev) >= sizeof(h->ports[0].device) ||
+		    (busid && strlen(busid) >= sizeof(h->ports[0].busid)) || h->ports[port].device[0]) {
+			log_warn("state file: controller %s/%u: skipping a bad device entry", h->frontend,
+				 h->devid);
+			continue;
+		}
+		pvusbd_restore_port(d, h, (unsigned)port, dev, busid ? busid : "");
+	}
+}
+
+static void load_controller(struct pvusbd *d, json_object *o)
+{
+	const char *fe = jstr(o, "frontend"), *xport = jstr(o, "transport");
+	int devid = jint(o, "controller", 0, 1000000), ver = jint(o, "usb-ver", 1, 2);
+	int ports = jint(o, "ports", 1, USBIF_MAX_PORTNR);
+	char err[256];
+	if (!fe || !*fe || strlen(fe) >= 64 || devid < 0 || ver < 0 || ports < 0) {
+		log_warn("state file: skipping a bad controller entry");
+		return;
+	}
+	if (xport && strcmp(xport, "local"))
+		return; /* xen controllers come back from xenstore */
+	struct pvusbd_hc *h = pvusbd_hc_new(d, fe, devid, (unsigned)ver, (unsigned)ports, err, sizeof(err));
+	if (!h) {
+		log_warn("state file: controller %s/%d: %s", fe, devid, err);
+		return;
+	}
+	json_object *devs;
+	if (json_object_object_get_ex(o, "devices", &devs))
+		load_devices(d, h, devs);
+}
+
+int pvusbd_state_load(struct pvusbd *d)
+{
+	if (!d->state_path)
+		return 0;
+	json_object *root = json_object_from_file(d->state_path);
+	if (!root) {
+		if (access(d->state_path, F_OK) == 0) {
+			log_err("state file %s is not valid JSON; starting empty and keeping it as %s.bad",
+				d->state_path, d->state_path);
+			char bad[4096];
+			snprintf(bad, sizeof(bad), "%s.bad", d->state_path);
+			rename(d->state_path, bad);
+		}
+		return 0;
+	}
+	json_object *arr;
+	if (jint(root, "version", STATE_VERSION, STATE_VERSION) < 0 ||
+	    !json_object_object_get_ex(root, "controllers", &arr) || !json_object_is_type(arr, json_type_array)) {
+		log_err("state file %s has an unknown layout; ignoring it", d->state_path);
+		json_object_put(root);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < json_object_array_length(arr); i++)
+		load_controller(d, json_object_array_get_idx(arr, i));
+	json_object_put(root);
+	log_info("restored state from %s", d->state_path);
+	return pvusbd_state_save(d); /* drop whatever could not be restored */
+}
