@@ -6,10 +6,10 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 
-/* Exit codes, documented in --help: */
+/* Exit codes, documented in --help and pvusb(1): */
 #define EXIT_OK 0
-#define EXIT_FAIL 1  /* the daemon refused the command; nothing changed */
-#define EXIT_USAGE 2 /* the command line was wrong */
+#define EXIT_FAIL 1     /* pvusbd refused the command; nothing changed */
+#define EXIT_USAGE 2    /* the command line was wrong; nothing was sent */
 #define EXIT_NODAEMON 3 /* pvusbd is not reachable */
 
 struct cli {
@@ -19,8 +19,10 @@ struct cli {
 
 struct cli_cmd {
 	const char *name;
-	const char *args;
-	const char *help;
+	const char *alias_of; /* xl name an xm name stands for, for the help */
+	const char *args;     /* synopsis */
+	const char *summary;  /* one line */
+	const char *help;     /* the rest of 'pvusb <cmd> --help' */
 	int (*run)(struct cli *c, int argc, char **argv);
 };
 
@@ -32,15 +34,30 @@ json_object *cli_req(const char *cmd, const char *dom);
 /* Send a request whose reply carries nothing to print; puts req. Returns
  * the exit code. */
 int cli_call(struct cli *c, json_object *req);
+/* Send req (puts it); on success print the reply's `fields` as one JSON
+ * object with --json, else through fmt with the fields' integer values. */
+int cli_call_print(struct cli *c, json_object *req, const char *fmt, const char *f1, const char *f2);
 /* Parse "key=value" arguments; returns the value of key or NULL. */
 const char *cli_kv(int argc, char **argv, const char *key);
-/* A decimal number in [lo, hi]; -1 when it is not one. */
+/* The first argument that is neither key=value with one of `keys` nor
+ * consumed; used to refuse unknown keys. NULL when all are known. */
+const char *cli_unknown_kv(int argc, char **argv, const char *const *keys);
+/* A decimal number in [lo, hi]; -1 when it is not one (leading zeros are
+ * refused: never octal). */
 long cli_number(const char *s, long lo, long hi);
+/* cli_number, printing "pvusb: <what> must be <lo>..<hi> ..." on failure. */
+long cli_number_arg(const char *s, long lo, long hi, const char *what);
+/* Print a usage error for the running command. Returns EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-int cmd_usbctrl_attach(struct cli *c, int argc, char **argv);
-int cmd_usbctrl_detach(struct cli *c, int argc, char **argv);
-int cmd_usbdev_attach(struct cli *c, int argc, char **argv);
-int cmd_usbdev_detach(struct cli *c, int argc, char **argv);
-int cmd_usb_list(struct cli *c, int argc, char **argv);
+extern const struct cli_cmd cli_usbctrl_attach, cli_usbctrl_detach, cli_usbdev_attach,
+	cli_usbdev_detach, cli_usb_list, cli_usb_hc_create, cli_usb_hc_destroy, cli_usb_attach,
+	cli_usb_detach, cli_usb_list_assignable, cli_apply;
+
+/* Shared bodies: the xm names are thin argument mappings onto these. */
+int cli_hc_create(struct cli *c, const char *dom, long ver, long ports);
+int cli_hc_destroy(struct cli *c, const char *dom, long devid);
+int cli_attach(struct cli *c, const char *dom, const char *device, long ctrl, long port);
+int cli_detach(struct cli *c, const char *dom, long ctrl, long port);
 
 #endif

@@ -77,6 +77,12 @@ static const struct pvusbd_hc *find_busid(struct pvusbd *d, const char *busid, u
 	return NULL;
 }
 
+bool pvusbd_busid_assigned(struct pvusbd *d, const char *busid)
+{
+	unsigned port;
+	return find_busid(d, busid, &port) != NULL;
+}
+
 static int refuse_assigned(struct pvusbd *d, const char *busid, char *err, size_t errlen)
 {
 	unsigned port;

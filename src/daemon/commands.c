@@ -4,11 +4,16 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "daemon.h"
 #include "dev/emul.h"
+#ifdef PVUSB_HAVE_LIBUSB
+#include "dev/hostdev.h"
+#endif
+#include "pvusb/config.h"
 #include "pvusb/local.h"
 #include "util/log.h"
 
@@ -78,7 +83,7 @@ struct pvusbd_hc *pvusbd_find_hc(struct pvusbd *d, const char *frontend, unsigne
 	for (int i = 0; i < PVUSBD_MAX_HCS; i++)
 		if (d->hcs[i].hc && d->hcs[i].devid == devid && !strcmp(d->hcs[i].frontend, frontend))
 			return &d->hcs[i];
-	return NULL;
+	return pvusbd_xen_find_hc(d, frontend, devid); /* xen controllers answer to the domid too */
 }
 
 /* The controller named by "frontend" and "controller" (default 0). */
@@ -314,6 +319,84 @@ static json_object *cmd_frontend_connect(struct pvusbd *d, struct pvusbd_req *r)
 	return o;
 }
 
+/* apply: a config file's text, parsed and applied here (the CLI reads the
+ * file, so pvusbd never opens paths on a client's behalf). */
+static json_object *cmd_apply(struct pvusbd *d, struct pvusbd_req *r)
+{
+	const char *path = get_str(r->msg, "file"), *text = get_str(r->msg, "text");
+	const char *fe = get_str(r->msg, "frontend");
+	if (!path || !text)
+		return reply_error(-EINVAL, "apply needs \"file\" and \"text\"");
+	struct pvusb_cfg *cfg = malloc(sizeof(*cfg));
+	char err[512];
+	if (!cfg)
+		return reply_error(-ENOMEM, "out of memory");
+	json_object *reply = NULL;
+	if (pvusb_cfg_parse(path, text, cfg, err, sizeof(err)) < 0)
+		reply = reply_error(-EINVAL, "%s", err);
+	else if (!fe && !cfg->name[0])
+		reply = reply_error(-EINVAL, "%s has no name = \"...\"; give the domain: pvusb apply %s <dom>",
+				    path, path);
+	else if (!valid_name(fe ? fe : cfg->name))
+		reply = reply_error(-EINVAL, "the domain name must be 1-63 of [A-Za-z0-9._-]");
+	else if (cfg->syntax == PVUSB_CFG_NONE)
+		reply = reply_error(-EINVAL, "%s sets up no USB (no usbctrl/usbdev, vusb or usb/usbdevice)", path);
+	if (!reply) {
+		json_object *done = json_object_new_array();
+		int rc = pvusbd_apply(d, path, cfg, fe ? fe : cfg->name, done, err, sizeof(err));
+		if (rc < 0) {
+			json_object_put(done);
+			reply = reply_error(rc, "%s", err);
+		} else {
+			pvusbd_state_save(d);
+			reply = reply_ok();
+			json_object_object_add(reply, "done", done);
+		}
+	}
+	free(cfg);
+	return reply;
+}
+
+#ifdef PVUSB_HAVE_LIBUSB
+static json_object *hostdev_json(const struct pvusb_hostdev *h)
+{
+	char id[10];
+	json_object *o = json_object_new_object();
+	snprintf(id, sizeof(id), "%04x:%04x", h->vendor, h->product);
+	json_object_object_add(o, "busid", json_object_new_string(h->busid));
+	json_object_object_add(o, "bus", json_object_new_int(h->bus));
+	json_object_object_add(o, "address", json_object_new_int(h->addr));
+	json_object_object_add(o, "id", json_object_new_string(id));
+	json_object_object_add(o, "vendor", json_object_new_string(h->vendor_name));
+	json_object_object_add(o, "product", json_object_new_string(h->product_name));
+	json_object_object_add(o, "serial", json_object_new_string(h->serial));
+	json_object_object_add(o, "speed", json_object_new_string(speed_name(h->speed)));
+	return o;
+}
+#endif
+
+/* Host devices that can be assigned: no hubs, none already on a port. */
+static json_object *cmd_list_assignable(struct pvusbd *d, struct pvusbd_req *r)
+{
+	json_object *o = reply_ok(), *arr = json_object_new_array();
+#ifdef PVUSB_HAVE_LIBUSB
+	struct pvusb_hostdev *list;
+	size_t n;
+	int rc = pvusb_hostdev_list(&list, &n);
+	if (rc < 0) {
+		json_object_put(arr);
+		json_object_put(o);
+		return reply_error(rc, "cannot list host USB devices: %s", strerror(-rc));
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!list[i].is_hub && !pvusbd_busid_assigned(d, list[i].busid))
+			json_object_array_add(arr, hostdev_json(&list[i]));
+	pvusb_hostdev_free(list);
+#endif
+	json_object_object_add(o, "devices", arr);
+	return o;
+}
+
 static json_object *cmd_shutdown(struct pvusbd *d, struct pvusbd_req *r)
 {
 	d->stopping = true;
@@ -348,6 +431,8 @@ static const struct {
 	{"detach", cmd_detach},
 	{"list", cmd_list},
 	{"hid-input", cmd_hid_input},
+	{"apply", cmd_apply},
+	{"list-assignable", cmd_list_assignable},
 	{"frontend-connect", cmd_frontend_connect},
 	{"shutdown", cmd_shutdown},
 };

@@ -85,7 +85,14 @@ void pvusbd_restore_port(struct pvusbd *d, struct pvusbd_hc *h, unsigned port, c
 void pvusbd_retry_missing(struct pvusbd *d);
 
 /* apply.c: domain configs (pvusb.cfg(5)). */
+struct pvusb_cfg;
+/* Apply a parsed config for frontend fe; appends a line per step to the
+ * JSON array done. All or nothing; err names path:line: key. */
+int pvusbd_apply(struct pvusbd *d, const char *path, const struct pvusb_cfg *cfg, const char *fe,
+		 json_object *done, char *err, size_t errlen);
 void pvusbd_config_dir_apply(struct pvusbd *d);
+/* Whether a host device (bus path) is on some port. */
+bool pvusbd_busid_assigned(struct pvusbd *d, const char *busid);
 
 /*
  * xen.c: the xen transport's xenstore side. Controllers appear and go with
