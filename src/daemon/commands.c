@@ -97,7 +97,7 @@ static struct pvusbd_hc *req_hc(struct pvusbd *d, json_object *m, json_object **
 	}
 	struct pvusbd_hc *h = pvusbd_find_hc(d, fe, (unsigned)devid);
 	if (!h)
-		*err = reply_error(-ENOENT, "frontend %s has no controller %ld", fe, devid);
+		*err = reply_error(-ENOENT, "%s has no controller %ld (see 'pvusb usb-list %s')", fe, devid, fe);
 	return h;
 }
 
