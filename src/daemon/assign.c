@@ -12,6 +12,9 @@
 
 #include "daemon.h"
 #include "pvusb/devname.h"
+#ifdef PVUSB_HAVE_LIBUSB
+#include "dev/hostdev.h"
+#endif
 #include "util/log.h"
 
 struct pvusbd_hc *pvusbd_hc_new(struct pvusbd *d, const char *fe, int devid, unsigned usb_ver,
@@ -141,17 +144,53 @@ static int choose_port(struct pvusbd *d, const char *fe, int ctrl, unsigned *por
 	return 0;
 }
 
-/* Host names that already say which bus path they mean can be checked
- * before the device is touched: opening it would take it from its driver. */
+#ifdef PVUSB_HAVE_LIBUSB
+static bool hostdev_matches(const struct pvusb_devname *n, const struct pvusb_hostdev *h)
+{
+	if (n->kind == PVUSB_DEVNAME_BUSADDR)
+		return h->bus == n->bus && h->addr == n->addr;
+	return h->vendor == n->vendor && h->product == n->product &&
+	       (!n->serial[0] || !strcmp(n->serial, h->serial));
+}
+
+/* bus.address and vendor:product[:serial] name a device only through the
+ * host's list; an assigned one is refused here, before opening it. */
+static int precheck_host(struct pvusbd *d, const struct pvusb_devname *n, char *err, size_t errlen)
+{
+	struct pvusb_hostdev *list;
+	size_t count;
+	int rc = 0;
+	if (pvusb_hostdev_list(&list, &count) < 0)
+		return 0; /* the open will say what is wrong */
+	size_t found = count, matches = 0;
+	for (size_t i = 0; i < count; i++)
+		if (hostdev_matches(n, &list[i]) && matches++ == 0)
+			found = i;
+	if (matches == 1) /* several: the open lists them as ambiguous */
+		rc = refuse_assigned(d, list[found].busid, err, errlen);
+	pvusb_hostdev_free(list);
+	return rc;
+}
+#endif
+
+/* Host names are checked before the device is touched: opening it would
+ * take it from its driver. */
 static int precheck_name(struct pvusbd *d, const char *device, char *err, size_t errlen)
 {
 	struct pvusb_devname n;
 	int rc = pvusb_devname_parse(device, &n, err, errlen);
-	if (rc < 0 || n.kind != PVUSB_DEVNAME_BUSPATH)
+	if (rc < 0 || n.kind == PVUSB_DEVNAME_EMUL)
 		return rc;
-	char busid[32];
-	pvusb_devname_buspath(n.bus, n.ports, n.nports, busid, sizeof(busid));
-	return refuse_assigned(d, busid, err, errlen);
+	if (n.kind == PVUSB_DEVNAME_BUSPATH) {
+		char busid[32];
+		pvusb_devname_buspath(n.bus, n.ports, n.nports, busid, sizeof(busid));
+		return refuse_assigned(d, busid, err, errlen);
+	}
+#ifdef PVUSB_HAVE_LIBUSB
+	return precheck_host(d, &n, err, errlen);
+#else
+	return 0;
+#endif
 }
 
 static const char *attach_error(int rc)
