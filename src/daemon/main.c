@@ -21,6 +21,9 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#ifdef PVUSB_HAVE_LIBUSB
+#include "dev/libusb_dev.h"
+#endif
 #include "pvusb/local.h"
 #include "util/log.h"
 
@@ -270,6 +273,8 @@ static void run(struct pvusbd *d)
 				on_timer(d);
 			else if (fd == d->signal_fd)
 				d->stopping = true;
+			else if (pvusbd_xen_owns_fd(d, fd))
+				pvusbd_xen_event(d);
 			else if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 				serve_client(d, fd);
 		}
@@ -342,10 +347,17 @@ int main(int argc, char **argv)
 	watch(d, d->timer_fd);
 	pvusbd_state_load(d);
 	pvusbd_config_dir_apply(d);
+	int xen_fd = pvusbd_xen_init(d); /* after the state file: xenstore is the truth for xen */
+	if (xen_fd >= 0)
+		watch(d, xen_fd);
 	log_info("pvusbd listening on %s", d->sock_path);
 	run(d);
 	log_info("pvusbd shutting down");
+	pvusbd_xen_fini(d);
 	pvusbd_destroy_all(d);
+#ifdef PVUSB_HAVE_LIBUSB
+	pvusb_libusb_shutdown(); /* anything still held goes back to its drivers */
+#endif
 	unlink(d->sock_path);
 	close(d->listen_fd);
 	close(d->epoll_fd);
