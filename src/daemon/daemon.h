@@ -42,6 +42,10 @@ struct pvusbd {
 	gid_t group;             /* besides root, this group may use the socket */
 	bool has_group;
 	bool stopping;
+	/* host devices (bus paths) the previous run held, until the start is done */
+#define PVUSBD_MAX_HELD 256
+	char held[PVUSBD_MAX_HELD][32];
+	unsigned nheld;
 	struct pvusbd_hc hcs[PVUSBD_MAX_HCS];
 	struct pvusbd_xen *xen; /* xenstore side (xen.c); NULL when not on Xen */
 };
@@ -68,6 +72,10 @@ void pvusbd_destroy_all(struct pvusbd *d);
  * re-creates controllers and assignments at start. */
 int pvusbd_state_save(struct pvusbd *d);
 int pvusbd_state_load(struct pvusbd *d);
+/* After every controller is back (local ones from the state file, xen ones
+ * from xenstore): devices the last run held and nobody holds now go back
+ * to their kernel drivers (a crash left them without). */
+void pvusbd_state_give_back(struct pvusbd *d);
 
 /* assign.c: putting devices on ports with xl's rules. */
 struct pvusbd_hc *pvusbd_hc_new(struct pvusbd *d, const char *frontend, int devid, unsigned usb_ver,

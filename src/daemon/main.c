@@ -350,6 +350,7 @@ int main(int argc, char **argv)
 	int xen_fd = pvusbd_xen_init(d); /* after the state file: xenstore is the truth for xen */
 	if (xen_fd >= 0)
 		watch(d, xen_fd);
+	pvusbd_state_give_back(d);
 	log_info("pvusbd listening on %s", d->sock_path);
 	run(d);
 	log_info("pvusbd shutting down");

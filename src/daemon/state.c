@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#ifdef PVUSB_HAVE_LIBUSB
+#include "dev/libusb_dev.h"
+#endif
 #include "util/log.h"
 
 #define STATE_VERSION 1
@@ -144,6 +147,18 @@ static void load_devices(struct pvusbd *d, struct pvusbd_hc *h, json_object *dev
 	}
 }
 
+/* Remember every host device the last run held, so that the ones nobody
+ * holds after the restore go back to their kernel drivers. */
+static void note_held(struct pvusbd *d, json_object *devs)
+{
+	size_t n = json_object_is_type(devs, json_type_array) ? json_object_array_length(devs) : 0;
+	for (size_t i = 0; i < n && d->nheld < PVUSBD_MAX_HELD; i++) {
+		const char *busid = jstr(json_object_array_get_idx(devs, i), "busid");
+		if (busid && *busid && strlen(busid) < sizeof(d->held[0]))
+			snprintf(d->held[d->nheld++], sizeof(d->held[0]), "%s", busid);
+	}
+}
+
 static void load_controller(struct pvusbd *d, json_object *o)
 {
 	const char *fe = jstr(o, "frontend"), *xport = jstr(o, "transport");
@@ -154,6 +169,9 @@ static void load_controller(struct pvusbd *d, json_object *o)
 		log_warn("state file: skipping a bad controller entry");
 		return;
 	}
+	json_object *held;
+	if (json_object_object_get_ex(o, "devices", &held))
+		note_held(d, held);
 	if (xport && strcmp(xport, "local"))
 		return; /* xen controllers come back from xenstore */
 	struct pvusbd_hc *h = pvusbd_hc_new(d, fe, devid, (unsigned)ver, (unsigned)ports, err, sizeof(err));
@@ -193,4 +211,19 @@ int pvusbd_state_load(struct pvusbd *d)
 	json_object_put(root);
 	log_info("restored state from %s", d->state_path);
 	return pvusbd_state_save(d); /* drop whatever could not be restored */
+}
+
+void pvusbd_state_give_back(struct pvusbd *d)
+{
+#ifdef PVUSB_HAVE_LIBUSB
+	for (unsigned i = 0; i < d->nheld; i++) {
+		if (pvusbd_busid_assigned(d, d->held[i]))
+			continue;
+		int rc = pvusb_libusb_reattach_drivers(d->held[i]);
+		if (rc > 0)
+			log_info("%s: given back to its kernel drivers (held by the last run, no longer "
+				 "assigned)", d->held[i]);
+	}
+#endif
+	d->nheld = 0;
 }
