@@ -42,7 +42,7 @@ struct pvusb_cfg_ctrl {
 	int devid;         /* >= 0: devid= as written, else the lowest free id in list order */
 	unsigned usb_ver;  /* 1 or 2 */
 	unsigned ports;    /* 1..31 (xm: 1..16) */
-	char type[8];      /* "pv", "qusb" or "auto" as written; "auto" when absent */
+	char type[8];      /* "pv" or "auto" as written; "auto" when absent */
 	bool devid_given;  /* devid= was written */
 	bool implicit;     /* created by the xl rule for a usbdev that found no free port */
 	unsigned line;     /* where it was written (implicit: the usbdev's line) */

@@ -238,10 +238,10 @@ static int key_index(const char *k, size_t len)
 /* "key = value" or "key += [list]": where to keep the value, if pvusb reads it. */
 static int begin_setting(struct parser *p, int k, bool append, struct setting **cap)
 {
-	struct setting *st = &p->set[k];
 	*cap = NULL;
 	if (k < 0)
 		return 0;
+	struct setting *st = &p->set[k];
 	if (st->set && !append)
 		return fail(p, p->line, key_names[k], "set twice (first on line %u)", st->line);
 	if (st->set && !st->is_list)
@@ -278,7 +278,7 @@ static int scan_setting(struct parser *p)
 		return fail(p, p->line, key, "expected a value after '='");
 	if ((rc = scan_value(p, key, 0, &it, cap)) < 0)
 		return rc;
-	if (cap && (append ? it.kind != V_LIST : false))
+	if (cap && append && it.kind != V_LIST)
 		return fail(p, it.line, key, "+= needs a list");
 	if (cap && it.kind != V_LIST) {
 		cap->it[0] = it;
@@ -635,11 +635,11 @@ static int xl_ctrl_piece(struct parser *p, unsigned line, const char *what,
 	unsigned long v;
 	int rc = 0;
 	if (k == 0) {
-		if (!strcmp(pc->val, "devicemodel"))
-			return fail(p, line, what, "type=devicemodel is QEMU's emulated controller, not PVUSB "
-						    "(use pv, qusb or auto)");
-		if (strcmp(pc->val, "pv") && strcmp(pc->val, "qusb") && strcmp(pc->val, "auto"))
-			return fail(p, line, what, "type must be pv, qusb or auto, got '%.64s'", pc->val);
+		if (!strcmp(pc->val, "qusb") || !strcmp(pc->val, "devicemodel"))
+			return fail(p, line, what, "type=%s controllers are served by QEMU, not pvusbd "
+						    "(use pv or auto)", pc->val);
+		if (strcmp(pc->val, "pv") && strcmp(pc->val, "auto"))
+			return fail(p, line, what, "type must be pv or auto, got '%.64s'", pc->val);
 		snprintf(h->type, sizeof(h->type), "%s", pc->val);
 	} else if (k == 1 && !(rc = number(p, line, what, "version", pc->val, 1, 2, &v))) {
 		h->usb_ver = (unsigned)v;
@@ -735,7 +735,7 @@ static int xl_device(struct parser *p, struct plan *pl, unsigned i)
 	for (int j = 0; j < n; j++)
 		if ((rc = xl_dev_piece(p, line, what, pc, n, &j, pd, busaddr, &seen)) < 0)
 			return rc;
-	bool bus = seen & 2, addr = seen & 4, dev = seen & 32;
+	bool bus = seen & 2, addr = seen & 4, dev = seen & 32; /* bits: xl_dev_piece's keys[] */
 	if (dev && (bus || addr))
 		return fail(p, line, what, "give either device= or hostbus= and hostaddr=, not both");
 	if (!dev && !(bus && addr))

@@ -86,10 +86,10 @@ static void test_xl(void)
 	CHECK(good("usbctrl=['']\n"), "xl: an empty spec is a default controller");
 	CHECK(ctrl_is(0, 0, 2, 8, "auto"), "xl: defaults version 2, 8 ports, type auto");
 
-	CHECK(good("usbctrl = [ 'devid=3', 'ports=2', 'version=1,devid=0', 'type=qusb' ]\n"),
+	CHECK(good("usbctrl = [ 'devid=3', 'ports=2', 'version=1,devid=0', 'type=pv' ]\n"),
 	      "xl: devid= extension");
 	CHECK(ctrl_is(0, 3, 2, 8, "auto") && cfg.ctrls[0].devid_given && ctrl_is(1, 1, 2, 2, "auto") &&
-	      ctrl_is(2, 0, 1, 8, "auto") && ctrl_is(3, 2, 2, 8, "qusb"),
+	      ctrl_is(2, 0, 1, 8, "auto") && ctrl_is(3, 2, 2, 8, "pv"),
 	      "xl: the others get the lowest free ids in list order");
 
 	/* explicit ports are placed before automatic choices */
@@ -130,9 +130,11 @@ static void test_xl_errors(void)
 	BAD("usbctrl = [ 'ports=-1' ]\n", "t.cfg:1: usbctrl[0]: ports must be a decimal number, got '-1'");
 	BAD("usbctrl = [ 'ports=' ]\n", "t.cfg:1: usbctrl[0]: ports must be a decimal number, got ''");
 	BAD("usbctrl = [ 'type=devicemodel' ]\n",
-	    "t.cfg:1: usbctrl[0]: type=devicemodel is QEMU's emulated controller, not PVUSB "
-	    "(use pv, qusb or auto)");
-	BAD("usbctrl = [ 'type=xhci' ]\n", "t.cfg:1: usbctrl[0]: type must be pv, qusb or auto, got 'xhci'");
+	    "t.cfg:1: usbctrl[0]: type=devicemodel controllers are served by QEMU, not pvusbd "
+	    "(use pv or auto)");
+	BAD("usbctrl = [ 'type=qusb' ]\n",
+	    "t.cfg:1: usbctrl[0]: type=qusb controllers are served by QEMU, not pvusbd (use pv or auto)");
+	BAD("usbctrl = [ 'type=xhci' ]\n", "t.cfg:1: usbctrl[0]: type must be pv or auto, got 'xhci'");
 	BAD("usbctrl = [ 'speed=high' ]\n",
 	    "t.cfg:1: usbctrl[0]: unknown item 'speed' (expected type=, version=, ports=, devid=)");
 	BAD("usbctrl = [ 'ports=4,ports=5' ]\n", "t.cfg:1: usbctrl[0]: ports given twice");
