@@ -331,6 +331,7 @@ int main(int argc, char **argv)
 	struct pvusbd *d = calloc(1, sizeof(*d));
 	d->sock_path = getenv("PVUSB_SOCKET") ? getenv("PVUSB_SOCKET") : PVUSB_DEFAULT_SOCKET;
 	d->state_path = PVUSBD_DEFAULT_STATE;
+	d->config_dir = PVUSBD_DEFAULT_CONFIG_DIR; /* applied only when it exists */
 	int rc = parse_options(d, argc, argv);
 	if (rc)
 		return rc == 1 ? 0 : rc;
