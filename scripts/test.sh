@@ -31,6 +31,10 @@ if PVUSB_DEMO_MIB=32 scripts/run-demo.sh > /tmp/pvusb-demo.out 2>&1; then
 else
   cat /tmp/pvusb-demo.out; echo "demo: 0 passed, 1 failed" >> "$log"
 fi
+# 4. real USB devices (gadgets) in a QEMU guest, through pvusbd's libusb back-end
+tests/vm/gadget-suite.sh build > /tmp/pvusb-gadget.out 2>&1 || cat /tmp/pvusb-gadget.out
+tail -n 1 /tmp/pvusb-gadget.out | grep -E '^gadget: [0-9]+ passed, [0-9]+ failed$' >> "$log" ||
+  echo "gadget: 0 passed, 1 failed" >> "$log"
 
 passed=$(grep -hE '^[a-z0-9_]+: [0-9]+ passed' "$log" | awk '{s+=$2} END {print s+0}')
 failed=$(grep -hE '^[a-z0-9_]+: [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')

@@ -1,0 +1,722 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gadget_check: one check of the gadget integration suite, run inside the
+ * gadget VM (tests/vm/gadget-suite-guest.sh). It is the guest's side of a
+ * pvusb controller: it connects to pvusbd with the frontend library,
+ * enumerates the device on PORT as xen-hcd would, and checks what a user of
+ * that real device would check. Exit status 0 when the check held, 1 when it
+ * did not (the reason on stderr), 2 on bad usage.
+ *
+ *   gadget_check [-s SOCK] [-f FRONTEND] [-c CTRL] CMD PORT [ARGS]
+ *     enum PORT VID:PID        the device enumerates with that id, high speed
+ *     ss-in PORT BYTES         SourceSink bulk IN, 16 KiB transfers, every byte
+ *                              checked against the pattern=1 data
+ *     ss-out PORT BYTES        SourceSink bulk OUT of the pattern (the sink checks
+ *                              it and stalls on a mismatch)
+ *     ss-ctrl PORT             vendor control loopback (0x5b write, 0x5c read back)
+ *                              and GET_DESCRIPTOR matching the enumerated one
+ *     storage PORT BACKING     mass storage: SCSI WRITE(10) through Bulk-Only
+ *                              Transport lands in BACKING; READ(10) reads it back
+ *     hid PORT HIDG            a report written to HIDG arrives by interrupt IN
+ *     acm PORT TTY             bulk OUT arrives at the gadget's TTY, bytes written
+ *                              to TTY arrive by bulk IN
+ *     unplug PORT UDC_FILE UDC  SourceSink streams with 16 URBs in flight; writing
+ *                              "" to UDC_FILE (a physical unplug) answers every one
+ *                              exactly once, the conn ring says speed 0; writing UDC
+ *                              back brings the device back on PORT, which enumerates
+ *                              and streams again
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pvusb/front.h"
+#include "pvusb/local.h"
+#include "util/sock.h"
+
+#define TIMEOUT_MS 5000
+#define SS_CHUNK 16384u
+#define HS_MPS 512u
+
+static const char *sock_path = PVUSB_DEFAULT_SOCKET;
+static const char *frontend = "vm";
+static unsigned ctrl_id;
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("gadget_check: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return 1;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- connecting and enumerating ---- */
+
+static struct pvusb_front *connect_front(void)
+{
+	struct pvusb_front *f;
+	char err[256];
+	int rc = pvusb_front_connect(sock_path, frontend, ctrl_id, NULL, &f, err, sizeof(err));
+	if (rc < 0) {
+		fail("cannot connect to %s as %s/%u: %s", sock_path, frontend, ctrl_id, err);
+		return NULL;
+	}
+	return f;
+}
+
+/* The conn ring announces occupied ports right after connecting; a device
+ * that is (re)plugged may take a moment longer. */
+static bool wait_port_speed(struct pvusb_front *f, unsigned port, bool connected, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	while ((pvusb_front_port_speed(f, port) != 0) != connected) {
+		if (now_ms() >= end || pvusb_front_wait(f, 50) < 0)
+			return false;
+	}
+	return true;
+}
+
+static int connect_and_enumerate(unsigned port, struct pvusb_front **fp, struct pvusb_front_dev *d)
+{
+	struct pvusb_front *f = connect_front();
+	if (!f)
+		return -1;
+	if (!wait_port_speed(f, port, true, TIMEOUT_MS)) {
+		pvusb_front_close(f);
+		return fail("port %u: no device announced on the conn ring", port);
+	}
+	/* Any free address does; port + 1 keeps them distinct across ports. */
+	int rc = pvusb_front_enumerate(f, port, (uint8_t)(port + 1), d);
+	if (rc < 0) {
+		pvusb_front_close(f);
+		return fail("port %u: enumeration failed: %s", port, strerror(-rc));
+	}
+	*fp = f;
+	return 0;
+}
+
+static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* The first endpoint of transfer type `xfer` (USB_ENDPOINT_XFER_*) and
+ * direction `in` in an interface of class `cls` (-1: any). */
+struct ep_info {
+	uint8_t addr;
+	uint16_t mps;
+	uint8_t interval;
+};
+
+static int find_ep(const struct pvusb_front_dev *d, int cls, uint8_t xfer, bool in, struct ep_info *ep)
+{
+	int cur_cls = -1;
+	for (unsigned off = 0; off + 2 <= d->config_len && d->config[off] >= 2; off += d->config[off]) {
+		const uint8_t *p = d->config + off;
+		if (p[1] == 4 && p[0] >= 9) /* interface */
+			cur_cls = p[5];
+		if (p[1] == 5 && p[0] >= 7 && (cls < 0 || cur_cls == cls) && (p[3] & 3) == xfer &&
+		    ((p[2] & 0x80) != 0) == in) {
+			*ep = (struct ep_info){.addr = p[2], .mps = le16(p + 4) & 0x7ff, .interval = p[6]};
+			return 0;
+		}
+	}
+	return fail("no %s %s endpoint in an interface of class %d", in ? "IN" : "OUT",
+		    xfer == 2 ? "bulk" : xfer == 3 ? "interrupt" : "other", cls);
+}
+
+static int check_id(const struct pvusb_front_dev *d, const char *want)
+{
+	char got[16];
+	snprintf(got, sizeof(got), "%04x:%04x", le16(d->dev_desc + 8), le16(d->dev_desc + 10));
+	if (strcmp(got, want) != 0)
+		return fail("port %u: device %s, expected %s", d->port, got, want);
+	if (d->speed != USBIF_SPEED_HIGH)
+		return fail("port %u: speed %u, expected high (%u)", d->port, d->speed, USBIF_SPEED_HIGH);
+	return 0;
+}
+
+/* ---- SourceSink ---- */
+
+/* pattern=1: byte j of every max-size packet is j % 63 (f_sourcesink). */
+static uint8_t ss_byte(size_t k) { return (uint8_t)((k % HS_MPS) % 63); }
+
+static int verify_pattern(const uint8_t *b, size_t len, uint64_t at)
+{
+	for (size_t k = 0; k < len; k++)
+		if (b[k] != ss_byte(k))
+			return fail("bulk IN byte %llu is %u, expected %u", (unsigned long long)(at + k), b[k],
+				    ss_byte(k));
+	return 0;
+}
+
+static int cmd_ss_in(struct pvusb_front *f, const struct pvusb_front_dev *d, uint64_t bytes)
+{
+	struct ep_info in;
+	if (find_ep(d, 0xff, 2, true, &in))
+		return 1;
+	uint8_t *buf = pvusb_front_alloc(f, SS_CHUNK);
+	for (uint64_t done = 0; done < bytes; done += SS_CHUNK) {
+		memset(buf, 0xee, SS_CHUNK); /* stale data must not pass */
+		int n = pvusb_front_transfer(f, d->port, d->addr, USBIF_PIPE_TYPE_BULK, in.addr, buf,
+					     SS_CHUNK, TIMEOUT_MS);
+		if (n < 0)
+			return fail("bulk IN at byte %llu: %s", (unsigned long long)done, strerror(-n));
+		if ((unsigned)n != SS_CHUNK)
+			return fail("bulk IN at byte %llu: %d of %u bytes", (unsigned long long)done, n, SS_CHUNK);
+		if (verify_pattern(buf, SS_CHUNK, done))
+			return 1;
+	}
+	return 0;
+}
+
+static int cmd_ss_out(struct pvusb_front *f, const struct pvusb_front_dev *d, uint64_t bytes)
+{
+	struct ep_info out;
+	if (find_ep(d, 0xff, 2, false, &out))
+		return 1;
+	uint8_t *buf = pvusb_front_alloc(f, SS_CHUNK);
+	for (size_t k = 0; k < SS_CHUNK; k++)
+		buf[k] = ss_byte(k);
+	for (uint64_t done = 0; done < bytes; done += SS_CHUNK) {
+		int n = pvusb_front_transfer(f, d->port, d->addr, USBIF_PIPE_TYPE_BULK, out.addr, buf,
+					     SS_CHUNK, TIMEOUT_MS);
+		if (n != (int)SS_CHUNK)
+			return fail("bulk OUT at byte %llu: %s (%d)", (unsigned long long)done,
+				    n < 0 ? strerror(-n) : "short", n);
+	}
+	return 0;
+}
+
+static int cmd_ss_ctrl(struct pvusb_front *f, const struct pvusb_front_dev *d)
+{
+	uint8_t out[256], back[256], desc[18];
+	unsigned seed = (unsigned)now_ms();
+	for (size_t k = 0; k < sizeof(out); k++)
+		out[k] = (uint8_t)(seed >> (k % 3 * 8) ^ k);
+	/* f_sourcesink keeps 0x5b's data in its ep0 buffer and 0x5c returns it. */
+	int n = pvusb_front_control(f, d->port, d->addr, 0x40, 0x5b, 0, 0, out, sizeof(out), TIMEOUT_MS);
+	if (n != (int)sizeof(out))
+		return fail("control OUT 0x5b: %s (%d)", n < 0 ? strerror(-n) : "short", n);
+	memset(back, 0, sizeof(back));
+	n = pvusb_front_control(f, d->port, d->addr, 0xc0, 0x5c, 0, 0, back, sizeof(back), TIMEOUT_MS);
+	if (n != (int)sizeof(back))
+		return fail("control IN 0x5c: %s (%d)", n < 0 ? strerror(-n) : "short", n);
+	if (memcmp(out, back, sizeof(out)) != 0)
+		return fail("control loopback returned other data");
+	n = pvusb_front_control(f, d->port, d->addr, 0x80, 6, 0x100, 0, desc, sizeof(desc), TIMEOUT_MS);
+	if (n != 18 || memcmp(desc, d->dev_desc, 18) != 0)
+		return fail("GET_DESCRIPTOR(device) after the loopback: %d bytes, %s", n,
+			    n == 18 ? "different" : "expected 18");
+	return 0;
+}
+
+/* ---- mass storage: Bulk-Only Transport ---- */
+
+struct bot {
+	struct pvusb_front *f;
+	const struct pvusb_front_dev *d;
+	struct ep_info in, out;
+	uint32_t tag;
+};
+
+/* One BOT command: CBW, optional data stage, CSW. Returns the CSW status
+ * (0 passed, 1 failed, 2 phase error) or a negative error. */
+static int bot_cmd(struct bot *b, const uint8_t *cdb, uint8_t cdb_len, bool in, void *data, uint32_t len)
+{
+	uint8_t cbw[31] = {'U', 'S', 'B', 'C'}, csw[13];
+	uint32_t tag = ++b->tag;
+	memcpy(cbw + 4, &tag, 4);
+	memcpy(cbw + 8, &len, 4); /* little-endian host */
+	cbw[12] = in ? 0x80 : 0;
+	cbw[14] = cdb_len;
+	memcpy(cbw + 15, cdb, cdb_len);
+	int n = pvusb_front_transfer(b->f, b->d->port, b->d->addr, USBIF_PIPE_TYPE_BULK, b->out.addr, cbw,
+				     31, TIMEOUT_MS);
+	if (n != 31)
+		return fail("CBW 0x%02x: %s", cdb[0], n < 0 ? strerror(-n) : "short"), -EIO;
+	if (len) {
+		n = pvusb_front_transfer(b->f, b->d->port, b->d->addr, USBIF_PIPE_TYPE_BULK,
+					 in ? b->in.addr : b->out.addr, data, len, TIMEOUT_MS);
+		if (n != (int)len)
+			return fail("data stage of 0x%02x: %s (%d of %u)", cdb[0], n < 0 ? strerror(-n) : "short",
+				    n, len), -EIO;
+	}
+	n = pvusb_front_transfer(b->f, b->d->port, b->d->addr, USBIF_PIPE_TYPE_BULK, b->in.addr, csw, 13,
+				 TIMEOUT_MS);
+	uint32_t csw_tag, residue;
+	memcpy(&csw_tag, csw + 4, 4);
+	memcpy(&residue, csw + 8, 4);
+	if (n != 13 || memcmp(csw, "USBS", 4) != 0 || csw_tag != tag)
+		return fail("CSW of 0x%02x: %d bytes, bad signature or tag", cdb[0], n), -EIO;
+	if (csw[12] == 0 && residue != 0)
+		return fail("CSW of 0x%02x: residue %u", cdb[0], residue), -EIO;
+	return csw[12];
+}
+
+/* A fresh mass-storage function reports a unit attention first: clear it
+ * the way hosts do (TEST UNIT READY, REQUEST SENSE). */
+static int bot_ready(struct bot *b)
+{
+	uint8_t tur[6] = {0x00}, rs[6] = {0x03, 0, 0, 0, 18, 0}, sense[18] = {0};
+	for (int i = 0; i < 5; i++) {
+		int st = bot_cmd(b, tur, 6, false, NULL, 0);
+		if (st <= 0)
+			return st;
+		if (bot_cmd(b, rs, 6, true, sense, 18) < 0)
+			return -EIO;
+	}
+	return fail("TEST UNIT READY never passed (sense key %u asc 0x%02x)", sense[2] & 15, sense[12]), -EIO;
+}
+
+static void rw10_cdb(uint8_t cdb[10], uint8_t op, uint32_t lba, uint16_t blocks)
+{
+	memset(cdb, 0, 10);
+	cdb[0] = op;
+	cdb[2] = (uint8_t)(lba >> 24);
+	cdb[3] = (uint8_t)(lba >> 16);
+	cdb[4] = (uint8_t)(lba >> 8);
+	cdb[5] = (uint8_t)lba;
+	cdb[7] = (uint8_t)(blocks >> 8);
+	cdb[8] = (uint8_t)blocks;
+}
+
+#define ST_LBA 2048u
+#define ST_BLOCKS 16u
+#define ST_BYTES (ST_BLOCKS * 512u)
+
+static int cmd_storage(struct pvusb_front *f, const struct pvusb_front_dev *d, const char *backing)
+{
+	struct bot b = {.f = f, .d = d};
+	if (find_ep(d, 8, 2, true, &b.in) || find_ep(d, 8, 2, false, &b.out))
+		return 1;
+	uint8_t inq[6] = {0x12, 0, 0, 0, 36, 0}, idata[36], cdb[10];
+	if (bot_cmd(&b, inq, 6, true, idata, 36) != 0)
+		return fail("INQUIRY failed");
+	if ((idata[0] & 0x1f) != 0)
+		return fail("INQUIRY: peripheral type %u, expected 0 (disk)", idata[0] & 0x1f);
+	if (bot_ready(&b) != 0)
+		return 1;
+	uint8_t *wr = pvusb_front_alloc(f, ST_BYTES), *rd = pvusb_front_alloc(f, ST_BYTES);
+	unsigned seed = (unsigned)now_ms() * 2654435761u;
+	for (size_t k = 0; k < ST_BYTES; k++)
+		wr[k] = (uint8_t)((seed >> (k % 4 * 8)) + k * 7);
+	rw10_cdb(cdb, 0x2a, ST_LBA, ST_BLOCKS);
+	if (bot_cmd(&b, cdb, 10, false, wr, ST_BYTES) != 0)
+		return fail("WRITE(10) of %u blocks at LBA %u failed", ST_BLOCKS, ST_LBA);
+	/* What the gadget wrote is in its backing file (same kernel, same page cache). */
+	int fd = open(backing, O_RDONLY);
+	if (fd < 0)
+		return fail("open %s: %s", backing, strerror(errno));
+	ssize_t n = pread(fd, rd, ST_BYTES, (off_t)ST_LBA * 512);
+	close(fd);
+	if (n != (ssize_t)ST_BYTES || memcmp(rd, wr, ST_BYTES) != 0)
+		return fail("%s at byte %u: not the data WRITE(10) sent (%zd bytes read)", backing,
+			    ST_LBA * 512, n);
+	memset(rd, 0, ST_BYTES);
+	rw10_cdb(cdb, 0x28, ST_LBA, ST_BLOCKS);
+	if (bot_cmd(&b, cdb, 10, true, rd, ST_BYTES) != 0)
+		return fail("READ(10) of %u blocks at LBA %u failed", ST_BLOCKS, ST_LBA);
+	if (memcmp(rd, wr, ST_BYTES) != 0)
+		return fail("READ(10) returned other data than WRITE(10) wrote");
+	return 0;
+}
+
+/* ---- HID ---- */
+
+static void mark_done(struct pvusb_urb *u) { *(int *)u->user += 1; }
+
+static int wait_urb(struct pvusb_front *f, struct pvusb_urb *u, const int *done, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	while (!*done && now_ms() < end)
+		if (pvusb_front_wait(f, 50) < 0)
+			return fail("frontend: the backend went away");
+	if (*done)
+		return 0;
+	pvusb_front_unlink(f, u);
+	while (!*done && pvusb_front_wait(f, 1000) > 0)
+		;
+	return fail("no completion within %d ms", timeout_ms);
+}
+
+static int cmd_hid(struct pvusb_front *f, const struct pvusb_front_dev *d, const char *hidg)
+{
+	struct ep_info ep;
+	if (find_ep(d, 3, 3, true, &ep))
+		return 1;
+	int fd = open(hidg, O_RDWR);
+	if (fd < 0)
+		return fail("open %s: %s", hidg, strerror(errno));
+	/* A boot keyboard report: left shift, keys 'a' 'b' 'c' + a per-run byte. */
+	uint8_t report[8] = {0x02, 0, 0x04, 0x05, 0x06, (uint8_t)(0x07 + now_ms() % 20), 0, 0};
+	uint8_t *buf = pvusb_front_alloc(f, 64);
+	int done = 0;
+	struct pvusb_urb u = {.port = d->port, .devaddr = d->addr, .endpoint = ep.addr & 15,
+			      .type = USBIF_PIPE_TYPE_INT, .in = true, .length = ep.mps, .buffer = buf,
+			      .interval = ep.interval, .complete = mark_done, .user = &done, .id = -1};
+	int rc = pvusb_front_submit(f, &u);
+	if (rc < 0) {
+		close(fd);
+		return fail("submit interrupt IN: %s", strerror(-rc));
+	}
+	/* Pending with nothing to report: the device has no data until we write. */
+	pvusb_front_wait(f, 200);
+	if (done) {
+		close(fd);
+		return fail("interrupt IN completed before any report was written (status %d, %u bytes)",
+			    u.status, u.actual_length);
+	}
+	ssize_t w = write(fd, report, sizeof(report));
+	close(fd);
+	if (w != (ssize_t)sizeof(report))
+		return fail("write %s: %s", hidg, w < 0 ? strerror(errno) : "short");
+	if (wait_urb(f, &u, &done, TIMEOUT_MS))
+		return 1;
+	if (u.status != 0 || u.actual_length != sizeof(report) || memcmp(buf, report, sizeof(report)) != 0)
+		return fail("interrupt IN: status %d, %u bytes, %s", u.status, u.actual_length,
+			    u.actual_length == sizeof(report) ? "other data than written" : "expected 8");
+	return 0;
+}
+
+/* ---- ACM ---- */
+
+static int open_raw_tty(const char *path)
+{
+	int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	struct termios t;
+	if (tcgetattr(fd, &t) == 0) {
+		cfmakeraw(&t); /* no echo back to the host, no line editing */
+		tcsetattr(fd, TCSANOW, &t);
+	}
+	tcflush(fd, TCIOFLUSH);
+	return fd;
+}
+
+static int tty_read_all(int fd, uint8_t *buf, size_t len, int timeout_ms)
+{
+	size_t got = 0;
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	while (got < len && now_ms() < end) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		ssize_t n = read(fd, buf + got, len - got);
+		if (n > 0)
+			got += (size_t)n;
+	}
+	return (int)got;
+}
+
+static int acm_out(struct pvusb_front *f, const struct pvusb_front_dev *d, int tty, uint8_t ep)
+{
+	char msg[64], got[64];
+	int len = snprintf(msg, sizeof(msg), "pvusb bulk OUT to ttyGS %llu", (unsigned long long)now_ms());
+	int n = pvusb_front_transfer(f, d->port, d->addr, USBIF_PIPE_TYPE_BULK, ep, msg, (uint32_t)len,
+				     TIMEOUT_MS);
+	if (n != len)
+		return fail("bulk OUT: %s (%d of %d)", n < 0 ? strerror(-n) : "short", n, len);
+	n = tty_read_all(tty, (uint8_t *)got, (size_t)len, TIMEOUT_MS);
+	if (n != len || memcmp(got, msg, (size_t)len) != 0)
+		return fail("the tty read %d of %d bytes%s", n, len, n == len ? ", other data" : "");
+	return 0;
+}
+
+static int acm_in(struct pvusb_front *f, const struct pvusb_front_dev *d, int tty, const struct ep_info *ep)
+{
+	char msg[64];
+	int len = snprintf(msg, sizeof(msg), "ttyGS write to pvusb bulk IN %llu", (unsigned long long)now_ms());
+	if (write(tty, msg, (size_t)len) != len)
+		return fail("write to the tty: %s", strerror(errno));
+	uint8_t *buf = pvusb_front_alloc(f, 512);
+	int got = 0;
+	uint64_t end = now_ms() + TIMEOUT_MS;
+	while (got < len && now_ms() < end) { /* u_serial may send it in pieces */
+		int n = pvusb_front_transfer(f, d->port, d->addr, USBIF_PIPE_TYPE_BULK, ep->addr, buf, 512,
+					     TIMEOUT_MS);
+		if (n < 0)
+			return fail("bulk IN: %s", strerror(-n));
+		if (got + n > len || memcmp(buf, msg + got, (size_t)n) != 0)
+			return fail("bulk IN: %d unexpected bytes after %d good ones", n, got);
+		got += n;
+	}
+	return got == len ? 0 : fail("bulk IN: %d of %d bytes", got, len);
+}
+
+static int cmd_acm(struct pvusb_front *f, const struct pvusb_front_dev *d, const char *tty_path)
+{
+	struct ep_info in, out;
+	if (find_ep(d, 0x0a, 2, true, &in) || find_ep(d, 0x0a, 2, false, &out))
+		return 1;
+	int tty = open_raw_tty(tty_path);
+	if (tty < 0)
+		return fail("open %s: %s", tty_path, strerror(-tty));
+	int rc = acm_out(f, d, tty, out.addr);
+	if (rc == 0)
+		rc = acm_in(f, d, tty, &in);
+	close(tty);
+	return rc;
+}
+
+/* ---- physical unplug with transfers in flight, then replug ---- */
+
+#define UP_URBS 16
+
+struct unplug_state {
+	struct pvusb_front *f;
+	struct pvusb_urb urb[UP_URBS];
+	unsigned submitted[UP_URBS], completed[UP_URBS];
+	unsigned ok, errors, stray;
+	bool stop;
+	int first_error;
+	uint8_t port;
+	bool saw_speed0;
+};
+
+static void up_complete(struct pvusb_urb *u)
+{
+	struct unplug_state *s = u->user;
+	int i = (int)(u - s->urb);
+	s->completed[i]++;
+	if (u->status != 0) {
+		if (!s->errors++)
+			s->first_error = u->status;
+		return; /* the device is going: no resubmit, so a second answer shows up as stray */
+	}
+	s->ok++;
+	if (s->stop || pvusb_front_submit(s->f, u) < 0)
+		return;
+	s->submitted[i]++;
+}
+
+static void up_stray(struct pvusb_front *f, const struct usbif_urb_response *rsp, void *arg)
+{
+	((struct unplug_state *)arg)->stray++;
+}
+
+static void up_port(struct pvusb_front *f, unsigned port, uint8_t speed, void *arg)
+{
+	struct unplug_state *s = arg;
+	if (port == s->port && speed == 0)
+		s->saw_speed0 = true;
+}
+
+/* One line in one write(), as configfs wants (an empty write is refused). */
+static int write_file(const char *path, const char *text)
+{
+	char line[128];
+	int len = snprintf(line, sizeof(line), "%s\n", text);
+	int fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return fail("open %s: %s", path, strerror(errno));
+	ssize_t n = write(fd, line, (size_t)len);
+	int e = errno;
+	close(fd);
+	return n == len ? 0 : fail("write '%s' to %s: %s", text, path, strerror(e));
+}
+
+static unsigned up_inflight(const struct unplug_state *s)
+{
+	unsigned n = 0;
+	for (int i = 0; i < UP_URBS; i++)
+		n += s->urb[i].id >= 0;
+	return n;
+}
+
+/* The daemon's own count: every request it took got a response. */
+static int daemon_counts_match(void)
+{
+	int fd = pvusb_unix_connect(sock_path);
+	if (fd < 0)
+		return fail("cannot reach pvusbd at %s", sock_path);
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char req[160], buf[65536];
+	snprintf(req, sizeof(req), "{\"cmd\":\"list\",\"frontend\":\"%s\"}", frontend);
+	ssize_t n = send(fd, req, strlen(req), 0) < 0 ? -1 : recv(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	if (n <= 0)
+		return fail("pvusbd did not answer 'list'");
+	buf[n] = 0;
+	json_object *o = json_tokener_parse(buf), *arr, *c, *rq, *rs, *inf;
+	int rc = 0;
+	if (!o || !json_object_object_get_ex(o, "controllers", &arr) || json_object_array_length(arr) == 0 ||
+	    !(c = json_object_array_get_idx(arr, 0)) || !json_object_object_get_ex(c, "requests", &rq) ||
+	    !json_object_object_get_ex(c, "responses", &rs) || !json_object_object_get_ex(c, "inflight", &inf))
+		rc = fail("pvusbd's list has no requests/responses/inflight: %s", buf);
+	else if (json_object_get_int64(rq) != json_object_get_int64(rs) || json_object_get_int(inf) != 0)
+		rc = fail("pvusbd counts %lld requests, %lld responses, %d in flight",
+			  (long long)json_object_get_int64(rq), (long long)json_object_get_int64(rs),
+			  json_object_get_int(inf));
+	json_object_put(o);
+	return rc;
+}
+
+static int up_start(struct unplug_state *s, const struct pvusb_front_dev *d)
+{
+	struct ep_info in, out;
+	if (find_ep(d, 0xff, 2, true, &in) || find_ep(d, 0xff, 2, false, &out))
+		return 1;
+	for (int i = 0; i < UP_URBS; i++) {
+		bool is_in = i % 2 == 0; /* both directions in flight */
+		uint8_t *buf = pvusb_front_alloc(s->f, SS_CHUNK);
+		if (!is_in)
+			for (size_t k = 0; k < SS_CHUNK; k++)
+				buf[k] = ss_byte(k);
+		s->urb[i] = (struct pvusb_urb){.port = d->port, .devaddr = d->addr, .type = USBIF_PIPE_TYPE_BULK,
+					       .endpoint = (is_in ? in.addr : out.addr) & 15, .in = is_in,
+					       .length = SS_CHUNK, .buffer = buf, .complete = up_complete,
+					       .user = s, .id = -1};
+		int rc = pvusb_front_submit(s->f, &s->urb[i]);
+		if (rc < 0)
+			return fail("submit: %s", strerror(-rc));
+		s->submitted[i]++;
+	}
+	/* Flowing: a few hundred answers before the plug is pulled. */
+	uint64_t end = now_ms() + TIMEOUT_MS;
+	while (s->ok < 200 && !s->errors && now_ms() < end)
+		pvusb_front_wait(s->f, 50);
+	if (s->errors || s->ok < 200)
+		return fail("stream before the unplug: %u done, %u errors (first %d)", s->ok, s->errors,
+			    s->first_error);
+	return 0;
+}
+
+static int up_after_unplug(struct unplug_state *s, unsigned inflight_at_unplug)
+{
+	uint64_t end = now_ms() + 10000;
+	while ((up_inflight(s) || !s->saw_speed0) && now_ms() < end)
+		pvusb_front_wait(s->f, 50);
+	s->stop = true;
+	pvusb_front_wait(s->f, 300); /* a late duplicate would arrive here */
+	int rc = 0;
+	if (up_inflight(s))
+		rc = fail("%u of %u in-flight URBs never answered after the unplug", up_inflight(s),
+			  inflight_at_unplug);
+	for (int i = 0; i < UP_URBS; i++)
+		if (s->completed[i] != s->submitted[i])
+			rc = fail("URB %d: submitted %u times, answered %u times", i, s->submitted[i],
+				  s->completed[i]);
+	if (s->stray)
+		rc = fail("%u responses for requests not in flight", s->stray);
+	if (!s->errors)
+		rc = fail("no URB failed although the device was unplugged under load");
+	if (!s->saw_speed0 || pvusb_front_port_speed(s->f, s->port) != 0)
+		rc = fail("the conn ring did not report speed 0 on port %u", s->port);
+	if (pvusb_front_dead(s->f))
+		rc = fail("the frontend saw a protocol violation");
+	if (rc == 0)
+		rc = daemon_counts_match();
+	fprintf(stderr, "gadget_check: unplug: %u URBs in flight, %u answered with an error (first %d)\n",
+		inflight_at_unplug, s->errors, s->first_error);
+	return rc;
+}
+
+static int up_replug(struct unplug_state *s, unsigned port, const char *udc_file, const char *udc)
+{
+	if (write_file(udc_file, udc))
+		return 1;
+	if (!wait_port_speed(s->f, port, true, 15000))
+		return fail("port %u: the device did not come back within 15 s of the replug", port);
+	struct pvusb_front_dev d;
+	int rc = pvusb_front_enumerate(s->f, port, (uint8_t)(port + 1), &d);
+	if (rc < 0)
+		return fail("port %u: enumeration after the replug failed: %s", port, strerror(-rc));
+	return cmd_ss_in(s->f, &d, 256 * 1024);
+}
+
+static int cmd_unplug(struct pvusb_front *f, const struct pvusb_front_dev *d, const char *udc_file,
+		      const char *udc)
+{
+	static struct unplug_state s; /* large; one per run */
+	s.f = f;
+	s.port = d->port;
+	pvusb_front_on_raw_response(f, up_stray, &s);
+	pvusb_front_on_port(f, up_port, &s);
+	if (up_start(&s, d))
+		return 1;
+	unsigned inflight = up_inflight(&s);
+	if (write_file(udc_file, ""))
+		return 1;
+	if (up_after_unplug(&s, inflight))
+		return 1;
+	return up_replug(&s, d->port, udc_file, udc);
+}
+
+/* ---- main ---- */
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: gadget_check [-s SOCK] [-f FRONTEND] [-c CTRL] "
+			"enum|ss-in|ss-out|ss-ctrl|storage|hid|acm|unplug PORT [ARGS]\n");
+	return 2;
+}
+
+static int run(const char *cmd, unsigned port, int argc, char **argv)
+{
+	struct pvusb_front *f = NULL;
+	struct pvusb_front_dev d;
+	if (connect_and_enumerate(port, &f, &d))
+		return 1;
+	int rc = 2;
+	if (!strcmp(cmd, "enum") && argc == 1)
+		rc = check_id(&d, argv[0]);
+	else if (!strcmp(cmd, "ss-in") && argc == 1)
+		rc = cmd_ss_in(f, &d, strtoull(argv[0], NULL, 0));
+	else if (!strcmp(cmd, "ss-out") && argc == 1)
+		rc = cmd_ss_out(f, &d, strtoull(argv[0], NULL, 0));
+	else if (!strcmp(cmd, "ss-ctrl") && argc == 0)
+		rc = cmd_ss_ctrl(f, &d);
+	else if (!strcmp(cmd, "storage") && argc == 1)
+		rc = cmd_storage(f, &d, argv[0]);
+	else if (!strcmp(cmd, "hid") && argc == 1)
+		rc = cmd_hid(f, &d, argv[0]);
+	else if (!strcmp(cmd, "acm") && argc == 1)
+		rc = cmd_acm(f, &d, argv[0]);
+	else if (!strcmp(cmd, "unplug") && argc == 2)
+		rc = cmd_unplug(f, &d, argv[0], argv[1]);
+	pvusb_front_close(f);
+	return rc == 2 ? usage() : rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (getenv("PVUSB_SOCKET"))
+		sock_path = getenv("PVUSB_SOCKET");
+	int opt;
+	while ((opt = getopt(argc, argv, "s:f:c:")) != -1) {
+		switch (opt) {
+		case 's': sock_path = optarg; break;
+		case 'f': frontend = optarg; break;
+		case 'c': ctrl_id = (unsigned)strtoul(optarg, NULL, 10); break;
+		default: return usage();
+		}
+	}
+	if (argc - optind < 2)
+		return usage();
+	unsigned port = (unsigned)strtoul(argv[optind + 1], NULL, 10);
+	if (port < 1 || port > USBIF_MAX_PORTNR)
+		return usage();
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	return run(argv[optind], port, argc - optind - 2, argv + optind + 2);
+}
