@@ -35,6 +35,11 @@ fi
 tests/vm/gadget-suite.sh build > /tmp/pvusb-gadget.out 2>&1 || cat /tmp/pvusb-gadget.out
 tail -n 1 /tmp/pvusb-gadget.out | grep -E '^gadget: [0-9]+ passed, [0-9]+ failed$' >> "$log" ||
   echo "gadget: 0 passed, 1 failed" >> "$log"
+# 5. the libusb back-end's own checks on the same machine: device names,
+#    ambiguity, unlink, host-stack requests, give-back after kill -9
+tests/vm/libusb-vm.sh build > /tmp/pvusb-libusb-vm.out 2>&1 || cat /tmp/pvusb-libusb-vm.out
+grep -E '^libusb: [0-9]+ passed, [0-9]+ failed$' /tmp/pvusb-libusb-vm.out | tail -n 1 >> "$log" ||
+  echo "libusb_vm: 0 passed, 1 failed" >> "$log"
 
 passed=$(grep -hE '^[a-z0-9_]+: [0-9]+ passed' "$log" | awk '{s+=$2} END {print s+0}')
 failed=$(grep -hE '^[a-z0-9_]+: [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
