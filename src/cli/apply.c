@@ -17,13 +17,13 @@ static char *read_file(const char *path)
 		fprintf(stderr, "pvusb: cannot read %s: %s\n", path, strerror(errno));
 		return NULL;
 	}
-	size_t cap = 1 << 20;
+	size_t cap = 64 * 1024; /* one control message carries it; configs are far smaller */
 	char *buf = malloc(cap + 1);
 	size_t n = buf ? fread(buf, 1, cap, f) : 0;
 	bool big = !feof(f);
 	fclose(f);
 	if (!buf || big) {
-		fprintf(stderr, "pvusb: %s is larger than 1 MiB; not a domain config\n", path);
+		fprintf(stderr, "pvusb: %s is larger than 64 KiB; not a domain config\n", path);
 		free(buf);
 		return NULL;
 	}

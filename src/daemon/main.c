@@ -179,7 +179,7 @@ static void drop_client(struct pvusbd *d, int fd)
 
 static void serve_client(struct pvusbd *d, int fd)
 {
-	char buf[8192];
+	static char buf[256 * 1024]; /* one loop thread; room for a config file's text */
 	struct pvusbd_req r = {.client_fd = fd};
 	ssize_t n = recv_message(fd, buf, sizeof(buf), &r);
 	if (n == 0 || (n < 0 && errno != EAGAIN && n != -2)) {

@@ -187,6 +187,12 @@ printf 'name = "late"\nusbctrl = [ %s ]\nusbdev = [ %s, %s ]\n' "'version=2,port
 run p apply "$tmp/late.cfg"
 check "a config failing at its last device: exit 1 naming line 3" test "$rc" = 1 -a -n "$(grep -F "late.cfg:3: usbdev[1]: cannot open" "$tmp/err")"
 check "... and everything it did was undone" test "$(p usb-list late --json | jq length)" = 0
+{ for i in $(seq 600); do echo "# comment line $i, long enough to make this file big: xxxxxxxxxxxx"; done
+  cat "$tmp/emul.cfg"; } | sed 's/"hvm"/"bigvm"/' >"$tmp/big.cfg"
+expect 0 "" p apply "$tmp/big.cfg"
+check "a 40 KiB config with comments applies" test "$(port_dev bigvm 0 2)" = keyboard
+head -c 70000 /dev/zero | tr '\0' '#' >"$tmp/huge.cfg"
+expect 2 "pvusb: $tmp/huge.cfg is larger than 64 KiB; not a domain config" p apply "$tmp/huge.cfg"
 expect 2 "pvusb: cannot read $tmp/none.cfg: No such file or directory" p apply "$tmp/none.cfg"
 for f in "$EXAMPLES"/*.cfg; do
 	grep -q "host:\|hostbus\|port_[0-9]*=[0-9]" "$f" && continue # needs real host devices
