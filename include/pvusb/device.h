@@ -71,6 +71,20 @@ struct pvusb_xfer {
  * submit() accepted. The device must not touch `x` afterwards. */
 void pvusb_xfer_complete(struct pvusb_xfer *x);
 
+/*
+ * Completion batches. Between pvusb_xfer_batch_begin() and the matching
+ * pvusb_xfer_batch_end() on one thread, pvusb_xfer_complete() still posts
+ * each response at once (the transfer is over for the device), but the ring
+ * is published and the frontend notified only at batch end, once per
+ * controller, instead of once per completion. Wrap a pass that may complete
+ * many transfers (one round of event handling); never keep a batch open
+ * across a wait, or the frontend waits with it. Pairs nest; the outermost
+ * end publishes. Per thread; no lock may be held across batch end that a
+ * completion's lock order puts after the core's (batch end takes rsp_lock).
+ */
+void pvusb_xfer_batch_begin(void);
+void pvusb_xfer_batch_end(void);
+
 /* Buffer helpers: copy between a transfer's runs and flat memory. Return the
  * number of bytes copied (bounded by the buffer length). */
 size_t pvusb_xfer_copy_to(struct pvusb_xfer *x, size_t off, const void *src, size_t n);

@@ -66,7 +66,7 @@ static void run_command(struct pvusb_hc *hc)
 		return;
 	int rc = c->fn(hc, c->arg);
 	if (rc == HC_CMD_DEFERRED)
-		hc->deferred = c;
+		__atomic_store_n(&hc->deferred, c, __ATOMIC_RELEASE);
 	else
 		cmd_finish(hc, c, rc);
 }
@@ -106,11 +106,16 @@ static void finish_drain(struct pvusb_hc *hc)
 	struct hc_cmd *c = hc->deferred;
 	if (!c || !hc_port_drained(hc, (unsigned)hc->drain_port))
 		return;
+	/* The thread that dropped the last batch reference may still be in
+	 * rsp_lock's critical section (its wake); wait for it to leave before
+	 * closing what it used. */
+	pthread_mutex_lock(&hc->rsp_lock);
+	pthread_mutex_unlock(&hc->rsp_lock);
 	if (hc->drain_port > 0)
 		close_port_device(hc, (unsigned)hc->drain_port);
 	else
 		close_transport(hc);
-	hc->deferred = NULL;
+	__atomic_store_n(&hc->deferred, NULL, __ATOMIC_RELEASE);
 	hc->drain_port = -1;
 	cmd_finish(hc, c, 0);
 }

@@ -62,7 +62,7 @@ struct pvusb_hc {
 	pthread_mutex_t cmd_lock;
 	pthread_cond_t cmd_cond;
 	struct hc_cmd *cmd;       /* posted, not yet taken */
-	struct hc_cmd *deferred;  /* taken, waiting for a drain */
+	struct hc_cmd *deferred;  /* taken, waiting for a drain; atomic (completions read it) */
 	int drain_port;           /* 0: all ports; >0: that port; -1: none */
 	int cmd_pending;          /* atomic hint for the spin loop */
 	uint32_t dev_event_ports; /* atomic: ports with a pending_event */
@@ -74,6 +74,7 @@ struct pvusb_hc {
 
 	pthread_mutex_t rsp_lock; /* urb response producer, slot release, inflight counts */
 	uint32_t busy_mask;       /* slots in use; written under rsp_lock, read atomically */
+	int batch_refs;           /* atomic: threads holding unpublished responses (urb.c) */
 	struct hc_slot *slots;    /* USB_URB_RING_SIZE of them */
 
 	struct hc_port ports[USBIF_MAX_PORTNR + 1]; /* [1..num_ports] */

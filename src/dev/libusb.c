@@ -23,6 +23,10 @@
  * lock those two take, so the callback may take lu_dev.lock. Calls that block
  * (open, claim, set_configuration, reset, close) run with none of our locks.
  *
+ * The event thread runs each round of libusb event handling inside a
+ * completion batch (device.h) and ends it holding none of our locks: batch
+ * end takes rsp_lock, so it must not run under be.lock or lu_dev.lock.
+ *
  * Who may use a device handle: submits under lu_dev.lock; the worker (sync
  * requests, hot-plug); reset() between h_users++ and h_users--. Only
  * drop_handle() closes it, after every transfer has completed and h_users is
@@ -46,6 +50,7 @@
 #define LU_CTRL_TIMEOUT_MS 10000    /* QEMU's; the guest times out the rest by unlinking */
 #define LU_CTRL_MAX 65535u          /* wLength is 16 bits */
 #define LU_MAX_IFACES 32            /* libusb's claimed-interface mask is 32 bits */
+#define LU_DMEM_MIN 1024u           /* smaller transfers: usbfs's own buffer costs nothing */
 
 enum slot_state { SLOT_FREE, SLOT_SUBMITTED, SLOT_SYNC };
 enum job_kind { JOB_SYNC, JOB_CHECK, JOB_LEFT, JOB_ARRIVED };
@@ -71,6 +76,9 @@ struct lu_slot {
 	uint8_t *bounce;
 	size_t bounce_cap;
 	bool bounced;       /* the data went through bounce, not zero copy */
+	uint8_t *dmem;      /* usbfs memory (libusb_dev_mem_alloc) of the handle, or NULL */
+	size_t dmem_cap;
+	bool via_dmem;      /* bulk/interrupt data goes through dmem */
 	enum slot_state state;
 	bool cancelled;     /* the guest unlinked it */
 	struct pvusb_xfer *x;
@@ -88,6 +96,7 @@ struct lu_dev {
 	unsigned h_users;          /* reset() using h outside the lock */
 	uint32_t claimed;          /* interfaces we claimed (bit = bInterfaceNumber) */
 	uint32_t detached;         /* interfaces whose kernel driver we detached */
+	bool dmem_off;             /* usbfs memory refused for this handle: do not ask again */
 	struct lu_slot slots[LU_SLOTS];
 	struct pvusb_devname want; /* how the user named it: finds it again after a replug */
 
@@ -112,6 +121,13 @@ static struct {
 	struct lu_dev *devs;
 	struct lu_job *head, *tail;
 } be = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* usbfs memory held by the whole process. usbfs counts it against
+ * usbfs_memory_mb (16 MiB by default) together with every ordinary transfer
+ * in flight, so it takes at most half of that: past the cap, slots keep the
+ * ordinary path rather than make other transfers fail with ENOMEM. */
+#define LU_DMEM_CAP (8u << 20)
+static size_t be_dmem_total; /* atomic */
 
 static struct lu_dev *to_lu(struct pvusb_dev *d) { return (struct lu_dev *)d; }
 
@@ -323,6 +339,20 @@ static void wait_idle_locked(struct lu_dev *d)
 	}
 }
 
+/* usbfs memory belongs to the handle: given back before it closes. */
+static void free_dmem(struct lu_dev *d, libusb_device_handle *h)
+{
+	for (unsigned i = 0; i < LU_SLOTS; i++) {
+		struct lu_slot *s = &d->slots[i];
+		if (!s->dmem)
+			continue;
+		libusb_dev_mem_free(h, s->dmem, s->dmem_cap);
+		__atomic_sub_fetch(&be_dmem_total, s->dmem_cap, __ATOMIC_RELAXED);
+		s->dmem = NULL;
+		s->dmem_cap = 0;
+	}
+}
+
 /* Refuse new transfers, end those in flight, close the handle. Returns
  * whether there was a handle. give_back: hand the interfaces to the kernel
  * (not for an unplugged device: its interfaces are gone). */
@@ -344,8 +374,10 @@ static bool drop_handle(struct lu_dev *d, bool give_back)
 	d->h = NULL;
 	d->udev = NULL;
 	d->claimed = d->detached = 0;
+	d->dmem_off = false;
 	pthread_mutex_unlock(&d->lock);
 
+	free_dmem(d, h); /* idle and no handle: no transfer can use it */
 	if (give_back)
 		give_back_interfaces(h, claimed, detached);
 	libusb_close(h);
@@ -645,8 +677,13 @@ static int LIBUSB_CALL on_hotplug(libusb_context *ctx, libusb_device *udev, libu
 
 static void *event_main(void *arg)
 {
-	while (!__atomic_load_n(&be.stop_events, __ATOMIC_ACQUIRE))
+	while (!__atomic_load_n(&be.stop_events, __ATOMIC_ACQUIRE)) {
+		/* every completion of one round goes out with one publish and
+		 * at most one notify per controller (device.h) */
+		pvusb_xfer_batch_begin();
 		libusb_handle_events_completed(be.ctx, &be.stop_events);
+		pvusb_xfer_batch_end();
+	}
 	return NULL;
 }
 
@@ -795,14 +832,56 @@ static int prepare_control(struct lu_dev *d, struct lu_slot *s, struct pvusb_xfe
 	return 0;
 }
 
-/* Bulk and interrupt: straight into the guest's pages when they are one run
- * (libusb never writes an OUT buffer, so a read-only mapping is fine). */
+/*
+ * A slot's usbfs memory, grown to n bytes; false when usbfs has none for us
+ * (old kernel, usbfs_memory_mb, our cap). d->lock held. Grows at most to the
+ * largest transfer a request can carry (64 KiB), so the URB path allocates
+ * only while the first transfers of each size arrive.
+ */
+static bool ensure_dmem(struct lu_dev *d, struct lu_slot *s, size_t n)
+{
+	if (n <= s->dmem_cap)
+		return true;
+	size_t cap = (n + 16383) & ~(size_t)16383, grow = cap - s->dmem_cap;
+	if (d->dmem_off)
+		return false;
+	if (__atomic_add_fetch(&be_dmem_total, grow, __ATOMIC_RELAXED) > LU_DMEM_CAP) {
+		__atomic_sub_fetch(&be_dmem_total, grow, __ATOMIC_RELAXED);
+		return false;
+	}
+	uint8_t *m = libusb_dev_mem_alloc(d->h, cap);
+	if (!m) {
+		__atomic_sub_fetch(&be_dmem_total, grow, __ATOMIC_RELAXED);
+		d->dmem_off = true;
+		return false;
+	}
+	if (s->dmem)
+		libusb_dev_mem_free(d->h, s->dmem, s->dmem_cap);
+	s->dmem = m;
+	s->dmem_cap = cap;
+	return true;
+}
+
+/*
+ * Bulk and interrupt. Given ordinary memory, usbfs allocates and zeroes a
+ * kernel buffer for every transfer and copies through it; with its own
+ * mapped memory (dmem) it moves the data in place. So the data goes through
+ * the slot's dmem with one copy here, which costs less than that kernel
+ * allocation, zeroing and copy (README, gadget benchmark). Without dmem:
+ * straight from the guest's pages when they are one run (libusb never
+ * writes an OUT buffer, so a read-only mapping is fine), else the bounce.
+ */
 static int prepare_bulk(struct lu_dev *d, struct lu_slot *s, struct pvusb_xfer *x)
 {
 	uint8_t ep = (uint8_t)(x->endpoint | (x->in ? LIBUSB_ENDPOINT_IN : 0));
 	uint8_t *buf = x->contig;
 	s->bounced = false;
-	if (!buf && x->length) {
+	s->via_dmem = x->length >= LU_DMEM_MIN && ensure_dmem(d, s, x->length);
+	if (s->via_dmem) {
+		buf = s->dmem;
+		if (!x->in)
+			pvusb_xfer_copy_from(x, 0, buf, x->length);
+	} else if (!buf && x->length) {
 		if (!ensure_bounce(s, x->length))
 			return USBIF_STATUS_SHUTDOWN;
 		if (!x->in)
@@ -846,6 +925,7 @@ static int prepare_iso(struct lu_dev *d, struct lu_slot *s, struct pvusb_xfer *x
 static int prepare(struct lu_dev *d, struct lu_slot *s, struct pvusb_xfer *x)
 {
 	int rc;
+	s->via_dmem = false;
 	switch (x->type) {
 	case USBIF_PIPE_TYPE_CTRL:
 		if (x->endpoint != 0)
@@ -954,8 +1034,8 @@ static void collect_results(struct lu_slot *s, struct pvusb_xfer *x, const struc
 	default:
 		if (got > x->length)
 			got = x->length;
-		if (x->in && s->bounced && got)
-			got = (uint32_t)pvusb_xfer_copy_to(x, 0, s->bounce, got);
+		if (x->in && (s->bounced || s->via_dmem) && got)
+			got = (uint32_t)pvusb_xfer_copy_to(x, 0, s->via_dmem ? s->dmem : s->bounce, got);
 		x->actual_length = got;
 		break;
 	}

@@ -37,6 +37,7 @@ struct pvusb_front {
 	struct pvusb_urb *owner[NIDS]; /* the URB using each id, NULL when free */
 	bool unlink_id[NIDS];           /* the id carries an unlink request */
 	bool dead;
+	bool in_poll; /* completion callbacks running: requests are published after them */
 	int spin_ns;
 	void (*port_cb)(struct pvusb_front *, unsigned, uint8_t, void *);
 	void *port_arg;
@@ -215,6 +216,11 @@ void pvusb_front_kick(struct pvusb_front *f)
 
 static void push_requests(struct pvusb_front *f)
 {
+	/* A callback that resubmits runs inside poll: publish everything it
+	 * queued once, after the last callback, so the backend wakes once for
+	 * the lot rather than start on the first while we queue the rest. */
+	if (f->in_poll)
+		return;
 	if (usbif_front_push_requests(&f->urb))
 		pvusb_front_kick(f);
 }
@@ -451,7 +457,10 @@ int pvusb_front_poll(struct pvusb_front *f)
 {
 	if (f->dead)
 		return -EPIPE;
+	f->in_poll = true;
 	int n = poll_urbs(f);
+	f->in_poll = false;
+	push_requests(f);
 	int c = poll_conn(f);
 	if (c < 0 || f->dead)
 		return -EPIPE;
