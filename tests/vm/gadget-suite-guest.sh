@@ -1,6 +1,7 @@
 #!/bin/sh
 # shellcheck shell=dash
-# Guest side of tests/vm/gadget-suite.sh (busybox ash, inside the gadget VM, 4 UDCs).
+# Guest side of tests/vm/gadget-suite.sh (busybox ash, inside the gadget VM, 4 UDCs,
+# --usb-audio).
 # Real USB devices (configfs gadgets on dummy_hcd) go through pvusbd's libusb back-end to
 # a local controller; gadget_check (tests/vm/gadget_check.c) is the guest's frontend and
 # checks each device as its user would. Prints "FAIL: ..." per failed check and ends with
@@ -20,6 +21,10 @@ DOM=vm
 export PVUSB_SOCKET=$SOCK
 BACKING=/tmp/disk.img
 SS_ID=1d6b:0104 MS_ID=1d6b:0105 HID_ID=1d6b:0106 ACM_ID=1d6b:0107
+# QEMU's usb-audio (gadget-vm.sh --usb-audio): full speed, isochronous OUT on the
+# streaming interface's alt 1. dummy_hcd has no isochronous, so this is the suite's
+# only real isochronous endpoint.
+AUDIO_ID=46f4:0002
 
 say() { echo "gadget-suite: $*"; }
 
@@ -47,6 +52,17 @@ make_gadgets() {
 check "four gadgets plugged in (SourceSink, mass storage, HID, ACM)" make_gadgets
 
 ms_intf() { echo "$(gadget_port ms):1.0"; }
+audio_sysfs() {
+    local d
+    for d in /sys/bus/usb/devices/*; do
+        if [ "$(cat "$d/idVendor" 2>/dev/null):$(cat "$d/idProduct" 2>/dev/null)" = "$AUDIO_ID" ]; then
+            echo "$d"
+            return 0
+        fi
+    done
+    return 1
+}
+audio_present() { audio_sysfs >/dev/null; }
 usb_storage_bound() { [ -e "/sys/bus/usb/drivers/usb-storage/$(ms_intf)" ]; }
 ms_disk() { gadget_host_node ms block; }
 ms_disk_present() { ms_disk >/dev/null; }
@@ -103,6 +119,20 @@ if [ "$EMULATED" = 0 ]; then
     ck "ACM enumerates on port 4 as $ACM_ID" gadget_check enum 4 "$ACM_ID"
     ck "ACM: bulk OUT reaches $(gadget_acm_tty acm), its writes arrive by bulk IN" \
         gadget_check acm 4 "$(gadget_acm_tty acm)"
+
+    # ---- isochronous: usb-audio through pvusbd's libusb back-end, on port 5 ----
+    check "usb-audio ($AUDIO_ID) is on the guest's xHCI" gadget_wait_for 10 audio_present
+    audio_sys=$(audio_sysfs || echo /nonexistent)
+    ck "usbdev-attach $AUDIO_ID (usb-audio) controller=0 port=5" \
+        pvusb usbdev-attach "$DOM" "$AUDIO_ID" controller=0 port=5
+    ck "usb-audio enumerates on port 5 as $AUDIO_ID, full speed" gadget_check enum 5 "$AUDIO_ID" full
+    ck "iso OUT: 24 URBs x 12 packets, 4 in flight, each answered once in full, alt 1 then 0" \
+        gadget_check iso-out 5 "$audio_sys"
+    grep '^gadget_check: iso-out:' /tmp/check.out || true
+    ck "iso OUT: unlinking the running URB answers it once with -ECONNRESET, the rest in full" \
+        gadget_check iso-unlink 5 "$audio_sys"
+    ck "iso OUT: packets with gaps between their offsets are gathered and sent" \
+        gadget_check iso-gaps 5 "$audio_sys"
 
     # The physical unplug is done by gadget_check itself, while its URBs are in flight.
     ck "unplug under load: every URB answered once, speed 0; replug: back on port 1, enumerates" \

@@ -2,8 +2,9 @@
 # gadget-suite.sh - pvusb with real USB devices: boots the gadget VM (gadget-vm.sh) with
 # pvusbd, the pvusb CLI and gadget_check from a build directory, runs
 # gadget-suite-guest.sh inside it (SourceSink, mass storage, HID and ACM gadgets through
-# pvusbd's libusb back-end to a local controller, unplug/replug, driver re-bind) and
-# prints its result as the last line:
+# pvusbd's libusb back-end to a local controller, unplug/replug, driver re-bind, and
+# isochronous OUT to QEMU's usb-audio device: gadget-vm.sh --usb-audio) and prints
+# its result as the last line:
 #   gadget: N passed, M failed
 #
 #   tests/vm/gadget-suite.sh [BUILD_DIR] [-- GUEST_ARGS...]   (default BUILD_DIR: build)
@@ -35,7 +36,7 @@ trap 'rm -f "$out"' EXIT
 # A full run takes ~1 min of guest time under TCG; the timeout leaves room for a slow CI.
 # The guest's own summary line is held back: the last line printed is this script's.
 set +e
-"$HERE/gadget-vm.sh" --udcs 4 --timeout 420 "${bins[@]}" \
+"$HERE/gadget-vm.sh" --udcs 4 --usb-audio --timeout 420 "${bins[@]}" \
     --run "$HERE/gadget-suite-guest.sh" -- "$@" 2>&1 | tee "$out" | grep -v '^gadget: [0-9]* passed'
 vm_rc=${PIPESTATUS[0]}
 set -e

@@ -3,7 +3,8 @@
 # devices, made with configfs gadgets on dummy_hcd, and run one test script inside it.
 #
 #   gadget-vm.sh [--bin PATH]... [--file SRC:DST]... [--udcs N] [--super-speed]
-#                [--mem MB] [--timeout SECONDS] [--keep] [-v] --run GUEST_SCRIPT [-- ARGS...]
+#                [--usb-audio] [--mem MB] [--timeout SECONDS] [--keep] [-v]
+#                --run GUEST_SCRIPT [-- ARGS...]
 #   gadget-vm.sh --setup-only
 #
 #   --bin PATH        host program -> guest /usr/local/bin, with the libraries ldd lists
@@ -11,6 +12,9 @@
 #   --run SCRIPT      run as /test/<name> (busybox sh) with ARGS; its output is streamed
 #   --udcs N          dummy_hcd num=N: UDCs dummy_udc.0..N-1, buses 1..N (1..32)
 #   --super-speed     dummy_hcd is_super_speed=1
+#   --usb-audio       QEMU's usb-audio (46f4:0002, full speed, isochronous OUT) on a
+#                     qemu-xhci controller; xhci is loaded after dummy_hcd, so its buses
+#                     come after the dummy_hcd ones. No sound driver is loaded.
 #   --timeout S (600) --mem MiB (1024) --keep (keep the work dir) -v (say what happens)
 # Guest side: /lib/gadget.sh (gadget-initramfs/gadget.sh). More: gadget-vm.md.
 #
@@ -52,9 +56,13 @@ readonly GUEST_PROGRAMS="/bin/udevadm /usr/sbin/usbip /usr/sbin/usbipd"
 readonly MODULES_INCLUDED="configfs usb-common usbcore udc-core libcomposite dummy_hcd
   usb_f_ss_lb usb_f_mass_storage usb_f_hid u_serial usb_f_acm usb_f_serial usb_f_fs
   usb-storage sd_mod scsi_mod
-  usbip-core usbip-host vhci-hcd usbhid hid-generic cdc-acm"
+  usbip-core usbip-host vhci-hcd usbhid hid-generic cdc-acm
+  xhci-pci xhci-hcd"
 # Loaded at boot, in this order (dependencies first through modprobe). dummy_hcd is
 # loaded separately by /init because it takes per-run parameters (--udcs).
+# xhci-pci is loaded only with --usb-audio (PVUSB_VM_LATE_MODULES, after dummy_hcd):
+# without a PCI xHCI it has nothing to drive. snd-usb-audio is not even shipped, so
+# nothing in the guest competes with a test for the audio device.
 readonly MODULES_BOOT="configfs usbcore libcomposite usb_f_ss_lb usb_f_mass_storage
   usb_f_hid usb_f_acm usb-storage sd_mod"
 
@@ -71,6 +79,7 @@ usage() {
 # ---------------------------------------------------------------------------------------
 # Arguments
 bins=() files=() script="" timeout_s=600 setup_only=0 keep=0 udcs="" super_speed=0 mem=1024
+usb_audio=0
 guest_args=()
 bad_usage() { err "$*"; exit 2; }
 need_arg() { [[ $# -ge 2 && -n $2 ]] || { err "$1 needs an argument"; usage; }; }
@@ -82,6 +91,7 @@ while (($#)); do
     --timeout) need_arg "$@"; timeout_s=$2; shift 2 ;;
     --udcs) need_arg "$@"; udcs=$2; shift 2 ;;
     --super-speed) super_speed=1; shift ;;
+    --usb-audio) usb_audio=1; shift ;;
     --mem) need_arg "$@"; mem=$2; shift 2 ;;
     --setup-only) setup_only=1; shift ;;
     --keep) keep=1; shift ;;
@@ -463,6 +473,7 @@ build_run_cpio() {
     {
         echo "PVUSB_VM_SCRIPT=$(sq "$guest_script")"
         echo "PVUSB_VM_DUMMY_HCD_PARAMS=$(sq "${dummy_params# }")"
+        if ((usb_audio)); then echo "PVUSB_VM_LATE_MODULES='xhci_pci'"; fi
         printf 'set --'
         for a in "${guest_args[@]}"; do printf ' %s' "$(sq "$a")"; done
         echo
@@ -510,6 +521,14 @@ qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m "$mem" -machine pc
     -chardev "file,id=con,path=$work/console.log" -serial chardev:con
     -chardev "file,id=out,path=$work/output.log" -serial chardev:out
     -kernel "$KERNEL_IMAGE" -initrd "$work/initrd.cpio" -append "$cmdline")
+# usb-audio's isochronous OUT endpoint is a real one for the guest's xHCI. audiodev
+# none plays into nothing at the real-time rate; buffer (bytes, 100 ms of 48 kHz
+# 16-bit stereo) is a margin over the default of a few packets, against audio timer
+# jitter under TCG: an overrun of the device's ring would show as short packets.
+if ((usb_audio)); then
+    qemu+=(-device "qemu-xhci,id=xhci" -audiodev "none,id=snd0"
+        -device "usb-audio,bus=xhci.0,audiodev=snd0,buffer=19200")
+fi
 log "${qemu[*]}"
 
 start_ms=$(($(date +%s%N) / 1000000))

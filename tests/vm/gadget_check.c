@@ -8,7 +8,8 @@
  * did not (the reason on stderr), 2 on bad usage.
  *
  *   gadget_check [-s SOCK] [-f FRONTEND] [-c CTRL] CMD PORT [ARGS]
- *     enum PORT VID:PID        the device enumerates with that id, high speed
+ *     enum PORT VID:PID [full] the device enumerates with that id, high speed
+ *                              (full speed with "full")
  *     ss-in PORT BYTES         SourceSink bulk IN, 16 KiB transfers, every byte
  *                              checked against the pattern=1 data
  *     ss-out PORT BYTES        SourceSink bulk OUT of the pattern (the sink checks
@@ -25,6 +26,18 @@
  *                              exactly once, the conn ring says speed 0; writing UDC
  *                              back brings the device back on PORT, which enumerates
  *                              and streams again
+ *   Isochronous OUT (QEMU's usb-audio; SYSDIR is the device's sysfs directory,
+ *   where the kernel's current alt setting is read back after each
+ *   SET_INTERFACE). Each sets the streaming interface's alt setting, runs
+ *   its URBs, sets alt 0 and checks that the endpoint then refuses a URB:
+ *     iso-out PORT SYSDIR      24 URBs of 12 max-size packets, 4 in flight:
+ *                              each answered once, status 0, every packet sent
+ *                              in full, start_frame advancing with the clock
+ *     iso-unlink PORT SYSDIR   4 queued, the first (running) unlinked: it answers
+ *                              once with -ECONNRESET, the others in full, then
+ *                              it runs again
+ *     iso-gaps PORT SYSDIR     packets 64 bytes apart in the buffer (usbif
+ *                              offsets; libusb needs them packed) are accepted
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -143,14 +156,14 @@ static int find_ep(const struct pvusb_front_dev *d, int cls, uint8_t xfer, bool 
 		    xfer == 2 ? "bulk" : xfer == 3 ? "interrupt" : "other", cls);
 }
 
-static int check_id(const struct pvusb_front_dev *d, const char *want)
+static int check_id(const struct pvusb_front_dev *d, const char *want, uint8_t speed)
 {
 	char got[16];
 	snprintf(got, sizeof(got), "%04x:%04x", le16(d->dev_desc + 8), le16(d->dev_desc + 10));
 	if (strcmp(got, want) != 0)
 		return fail("port %u: device %s, expected %s", d->port, got, want);
-	if (d->speed != USBIF_SPEED_HIGH)
-		return fail("port %u: speed %u, expected high (%u)", d->port, d->speed, USBIF_SPEED_HIGH);
+	if (d->speed != speed)
+		return fail("port %u: speed %u, expected %u", d->port, d->speed, speed);
 	return 0;
 }
 
@@ -663,12 +676,342 @@ static int cmd_unplug(struct pvusb_front *f, const struct pvusb_front_dev *d, co
 	return up_replug(&s, d->port, udc_file, udc);
 }
 
+/* ---- isochronous: QEMU's usb-audio (full speed, iso OUT on alt 1) ---- */
+
+#define ISO_NP 12      /* packets per URB: 12 ms of audio at full speed */
+#define ISO_URBS 24    /* URBs per stream */
+#define ISO_INFLIGHT 4 /* in flight at once */
+#define ISO_GAP 64     /* bytes left between packets in the gapped layout */
+
+/* The first isochronous OUT endpoint and the interface/alt setting that has it. */
+struct iso_ep {
+	uint8_t ifnum, alt, addr, cfg;
+	uint16_t mps;
+};
+
+static int find_iso_out(const struct pvusb_front_dev *d, struct iso_ep *ep)
+{
+	uint8_t ifnum = 0, alt = 0;
+	for (unsigned off = 0; off + 2 <= d->config_len && d->config[off] >= 2; off += d->config[off]) {
+		const uint8_t *p = d->config + off;
+		if (p[1] == 4 && p[0] >= 9) {
+			ifnum = p[2];
+			alt = p[3];
+		}
+		if (p[1] == 5 && p[0] >= 7 && (p[3] & 3) == 1 && !(p[2] & 0x80)) {
+			*ep = (struct iso_ep){.ifnum = ifnum, .alt = alt, .addr = p[2], .cfg = d->config[5],
+					      .mps = le16(p + 4) & 0x7ff};
+			return ep->mps && ep->mps * ISO_NP <= SS_CHUNK ? 0 : fail("iso OUT: odd wMaxPacketSize");
+		}
+	}
+	return fail("no isochronous OUT endpoint in any alt setting");
+}
+
+/* The kernel's idea of the interface's alt setting: it only changes when
+ * pvusbd's SET_INTERFACE went through libusb_set_interface_alt_setting (a
+ * plain control transfer would leave it and the endpoint list alone). */
+static int check_sysfs_alt(const char *devdir, const struct iso_ep *ep, unsigned want)
+{
+	char path[256], buf[16] = "";
+	const char *busid = strrchr(devdir, '/') ? strrchr(devdir, '/') + 1 : devdir;
+	snprintf(path, sizeof(path), "%s/%s:%u.%u/bAlternateSetting", devdir, busid, ep->cfg, ep->ifnum);
+	FILE *fp = fopen(path, "r");
+	if (!fp)
+		return fail("open %s: %s", path, strerror(errno));
+	bool ok = fgets(buf, sizeof(buf), fp) != NULL;
+	fclose(fp);
+	unsigned long got = ok ? strtoul(buf, NULL, 10) : 9999; /* sysfs pads it: " 1\n" */
+	if (got != want)
+		return fail("%s says alt %lu, expected %u after SET_INTERFACE", path, got, want);
+	return 0;
+}
+
+static int iso_set_alt(struct pvusb_front *f, const struct pvusb_front_dev *d, const struct iso_ep *ep,
+		       unsigned alt, const char *devdir)
+{
+	int n = pvusb_front_control(f, d->port, d->addr, 0x01, 11 /* SET_INTERFACE */, (uint16_t)alt,
+				    ep->ifnum, NULL, 0, TIMEOUT_MS);
+	if (n != 0)
+		return fail("SET_INTERFACE(interface %u, alt %u): %d", ep->ifnum, alt, n);
+	return devdir ? check_sysfs_alt(devdir, ep, alt) : 0;
+}
+
+/* npackets packets of mps bytes, `stride` bytes apart, a sawtooth inside. */
+static void iso_layout(struct pvusb_urb *u, struct usbif_iso_desc *iso, uint8_t *buf, const struct iso_ep *ep,
+		       uint32_t np, uint32_t stride)
+{
+	memset(buf, 0xaa, np * stride); /* the gaps: whatever a device gets of them is noise */
+	for (uint32_t k = 0; k < np; k++) {
+		iso[k] = (struct usbif_iso_desc){.offset = k * stride, .length = ep->mps};
+		for (uint32_t j = 0; j < ep->mps; j++)
+			buf[k * stride + j] = (uint8_t)(k * 8 + j);
+	}
+	u->npackets = np;
+	u->iso = iso;
+	u->buffer = buf;
+	u->length = np * stride;
+}
+
+/* Every packet sent in full with status 0; "" when so, else why not. */
+static const char *iso_result_bad(const struct pvusb_urb *u, char *why, size_t len)
+{
+	uint32_t sum = 0;
+	for (uint32_t k = 0; k < u->npackets; k++) {
+		const struct usbif_iso_desc *p = &u->iso[k];
+		if (p->status != 0 || p->actual_length != p->length) {
+			snprintf(why, len, "packet %u: status %d, %u of %u bytes", k, p->status, p->actual_length,
+				 p->length);
+			return why;
+		}
+		sum += p->length;
+	}
+	if (u->status != 0 || u->error_count != 0 || u->actual_length != sum)
+		snprintf(why, len, "status %d, error_count %d, actual_length %u of %u", u->status,
+			 u->error_count, u->actual_length, sum);
+	else
+		why[0] = 0;
+	return why;
+}
+
+struct iso_stream {
+	struct pvusb_front *f;
+	const struct iso_ep *ep;
+	struct pvusb_urb urb[ISO_INFLIGHT];
+	struct usbif_iso_desc iso[ISO_INFLIGHT][ISO_NP];
+	unsigned submitted[ISO_INFLIGHT], completed[ISO_INFLIGHT];
+	unsigned total, done, stray;
+	uint16_t frame[ISO_URBS]; /* start_frame, in completion order */
+	char bad[160];            /* the first bad completion */
+};
+
+static int iso_submit(struct iso_stream *s, int i)
+{
+	struct pvusb_urb *u = &s->urb[i];
+	for (uint32_t k = 0; k < u->npackets; k++)
+		u->iso[k].actual_length = 0, u->iso[k].status = -1; /* stale results must not pass */
+	int rc = pvusb_front_submit(s->f, u);
+	if (rc == 0) {
+		s->submitted[i]++;
+		s->total++;
+	}
+	return rc;
+}
+
+static void iso_complete(struct pvusb_urb *u)
+{
+	struct iso_stream *s = u->user;
+	int i = (int)(u - s->urb);
+	char why[128];
+	s->completed[i]++;
+	if (s->done < ISO_URBS)
+		s->frame[s->done] = u->start_frame;
+	if (*iso_result_bad(u, why, sizeof(why)) && !s->bad[0])
+		snprintf(s->bad, sizeof(s->bad), "URB %u (slot %d): %s", s->done, i, why);
+	s->done++;
+	if (s->total < ISO_URBS && !s->bad[0] && iso_submit(s, i) < 0)
+		snprintf(s->bad, sizeof(s->bad), "resubmit failed");
+}
+
+static void iso_stray(struct pvusb_front *f, const struct usbif_urb_response *rsp, void *arg)
+{
+	((struct iso_stream *)arg)->stray++;
+}
+
+/* start_frame is the host's 1 ms frame counter, 16 bits: in completion order
+ * it never goes back, and the stream spans at least a frame and no more
+ * frames than milliseconds passed. */
+static int iso_check_frames(const struct iso_stream *s, uint64_t elapsed_ms)
+{
+	unsigned span = 0;
+	for (unsigned k = 1; k < ISO_URBS; k++) {
+		unsigned step = (uint16_t)(s->frame[k] - s->frame[k - 1]);
+		if (step > 1000)
+			return fail("start_frame went from %u to %u between URBs %u and %u", s->frame[k - 1],
+				    s->frame[k], k - 1, k);
+		span += step;
+	}
+	if (span == 0 || span > elapsed_ms + 20)
+		return fail("start_frame spans %u frames over %llu ms of streaming", span,
+			    (unsigned long long)elapsed_ms);
+	return 0;
+}
+
+static int iso_stream_check(struct iso_stream *s, uint64_t elapsed_ms)
+{
+	int rc = 0;
+	if (s->bad[0])
+		rc = fail("%s", s->bad);
+	for (int i = 0; i < ISO_INFLIGHT; i++)
+		if (s->completed[i] != s->submitted[i] || s->urb[i].id >= 0)
+			rc = fail("slot %d: submitted %u times, answered %u times", i, s->submitted[i],
+				  s->completed[i]);
+	if (s->done != ISO_URBS || s->stray)
+		rc = fail("%u of %u URBs answered, %u stray responses", s->done, ISO_URBS, s->stray);
+	if (rc == 0)
+		rc = iso_check_frames(s, elapsed_ms);
+	if (rc == 0)
+		rc = daemon_counts_match();
+	fprintf(stderr, "gadget_check: iso-out: %u URBs x %u packets x %u bytes in %llu ms, start_frame %u..%u\n",
+		s->done, ISO_NP, s->ep->mps, (unsigned long long)elapsed_ms, s->frame[0],
+		s->frame[ISO_URBS - 1]);
+	return rc;
+}
+
+/* After alt 0 the endpoint is gone from the host's view: a URB to it fails. */
+static int iso_check_refused(struct pvusb_front *f, const struct pvusb_front_dev *d, const struct iso_ep *ep)
+{
+	struct usbif_iso_desc iso[1];
+	struct pvusb_urb u = {.port = d->port, .devaddr = d->addr, .type = USBIF_PIPE_TYPE_ISOC,
+			      .endpoint = ep->addr & 15, .interval = 1, .id = -1};
+	iso_layout(&u, iso, pvusb_front_alloc(f, ep->mps), ep, 1, ep->mps);
+	int rc = pvusb_front_run(f, &u, TIMEOUT_MS);
+	return rc == 0 ? fail("an isochronous URB after SET_INTERFACE alt 0 succeeded") : 0;
+}
+
+static int iso_begin(struct pvusb_front *f, const struct pvusb_front_dev *d, struct iso_ep *ep,
+		     const char *devdir)
+{
+	if (find_iso_out(d, ep))
+		return 1;
+	return iso_set_alt(f, d, ep, ep->alt, devdir);
+}
+
+static int iso_end(struct pvusb_front *f, const struct pvusb_front_dev *d, const struct iso_ep *ep,
+		   const char *devdir, int rc)
+{
+	if (iso_set_alt(f, d, ep, 0, devdir))
+		return 1;
+	return rc ? rc : iso_check_refused(f, d, ep);
+}
+
+static int cmd_iso_out(struct pvusb_front *f, const struct pvusb_front_dev *d, const char *devdir)
+{
+	static struct iso_stream s;
+	struct iso_ep ep;
+	if (iso_begin(f, d, &ep, devdir))
+		return 1;
+	s.f = f;
+	s.ep = &ep;
+	pvusb_front_on_raw_response(f, iso_stray, &s);
+	uint64_t start = now_ms();
+	int rc = 0;
+	for (int i = 0; i < ISO_INFLIGHT && rc == 0; i++) {
+		s.urb[i] = (struct pvusb_urb){.port = d->port, .devaddr = d->addr, .type = USBIF_PIPE_TYPE_ISOC,
+					      .endpoint = ep.addr & 15, .interval = 1, .complete = iso_complete,
+					      .user = &s, .id = -1};
+		iso_layout(&s.urb[i], s.iso[i], pvusb_front_alloc(f, ISO_NP * ep.mps), &ep, ISO_NP, ep.mps);
+		if ((rc = iso_submit(&s, i)) < 0)
+			rc = fail("submit isochronous OUT: %s", strerror(-rc));
+	}
+	uint64_t end = start + 10000;
+	while (rc == 0 && s.done < s.total && now_ms() < end)
+		pvusb_front_wait(f, 50);
+	uint64_t elapsed = now_ms() - start;
+	pvusb_front_wait(f, 200); /* a late duplicate would arrive here */
+	if (rc == 0)
+		rc = iso_stream_check(&s, elapsed);
+	return iso_end(f, d, &ep, devdir, rc);
+}
+
+/*
+ * Unlink the first of four queued URBs, a long one that is still being sent:
+ * it answers once, -ECONNRESET; the three behind it are answered once each,
+ * in full; the endpoint streams again afterwards. (Not a later one: when
+ * Linux stops the endpoint to drop a TD behind the running one, QEMU 7.2's
+ * xHCI resumes one TRB past where it stopped, and the guest kernel then
+ * waits forever for the TRB it skipped - an emulator bug, seen as "TRB DMA
+ * ptr not part of current TD". Dropping the running TD moves the dequeue
+ * pointer explicitly, which QEMU follows.)
+ */
+#define ISO_VICTIM_NP 96 /* 96 ms: still running when the unlink arrives */
+
+static int iso_unlink_submit(struct iso_stream *s, const struct pvusb_front_dev *d, const struct iso_ep *ep,
+			     struct usbif_iso_desc *victim_iso)
+{
+	for (int i = 0; i < ISO_INFLIGHT; i++) {
+		uint32_t np = i == 0 ? ISO_VICTIM_NP : ISO_NP;
+		s->urb[i] = (struct pvusb_urb){.port = d->port, .devaddr = d->addr, .type = USBIF_PIPE_TYPE_ISOC,
+					       .endpoint = ep->addr & 15, .interval = 1, .user = s, .id = -1,
+					       .complete = iso_complete};
+		iso_layout(&s->urb[i], i == 0 ? victim_iso : s->iso[i], pvusb_front_alloc(s->f, np * ep->mps), ep,
+			   np, ep->mps);
+		if (pvusb_front_submit(s->f, &s->urb[i]) < 0)
+			return fail("submit isochronous OUT %d", i);
+		s->submitted[i]++;
+	}
+	return pvusb_front_unlink(s->f, &s->urb[0]) < 0 ? fail("unlink: the URB was no longer in flight") : 0;
+}
+
+static int cmd_iso_unlink(struct pvusb_front *f, const struct pvusb_front_dev *d, const char *devdir)
+{
+	static struct iso_stream s;
+	static struct usbif_iso_desc victim_iso[ISO_VICTIM_NP];
+	struct iso_ep ep;
+	if (iso_begin(f, d, &ep, devdir))
+		return 1;
+	s.f = f;
+	s.ep = &ep;
+	s.total = ISO_URBS; /* iso_complete resubmits nothing */
+	pvusb_front_on_raw_response(f, iso_stray, &s);
+	int rc = iso_unlink_submit(&s, d, &ep, victim_iso);
+	uint64_t end = now_ms() + TIMEOUT_MS;
+	while (s.done < ISO_INFLIGHT && now_ms() < end)
+		pvusb_front_wait(f, 50);
+	pvusb_front_wait(f, 200); /* a late duplicate would arrive here */
+	for (int i = 0; i < ISO_INFLIGHT; i++)
+		if (s.completed[i] != 1)
+			rc = fail("URB %d answered %u times", i, s.completed[i]);
+	if (s.stray)
+		rc = fail("%u stray responses", s.stray);
+	struct pvusb_urb *victim = &s.urb[0];
+	if (rc == 0 && victim->status != USBIF_STATUS_CONNRESET)
+		rc = fail("unlinked URB: status %d, expected %d", victim->status, USBIF_STATUS_CONNRESET);
+	char why[128];
+	for (int i = 1; rc == 0 && i < ISO_INFLIGHT; i++)
+		if (*iso_result_bad(&s.urb[i], why, sizeof(why)))
+			rc = fail("URB %d, queued behind the unlinked one: %s", i, why);
+	victim->complete = NULL;
+	if (rc == 0 && (pvusb_front_run(f, victim, TIMEOUT_MS) != 0 || *iso_result_bad(victim, why, sizeof(why))))
+		rc = fail("after the unlink the endpoint does not stream: status %d %s", victim->status, why);
+	if (rc == 0)
+		rc = daemon_counts_match();
+	return iso_end(f, d, &ep, devdir, rc);
+}
+
+/* usbif lets packets sit anywhere in the buffer; libusb wants them back to
+ * back, so the back-end gathers them. */
+static int cmd_iso_gaps(struct pvusb_front *f, const struct pvusb_front_dev *d, const char *devdir)
+{
+	struct iso_ep ep;
+	if (iso_begin(f, d, &ep, devdir))
+		return 1;
+	struct usbif_iso_desc iso[ISO_NP];
+	uint32_t stride = ep.mps + ISO_GAP;
+	struct pvusb_urb u = {.port = d->port, .devaddr = d->addr, .type = USBIF_PIPE_TYPE_ISOC,
+			      .endpoint = ep.addr & 15, .interval = 1, .id = -1};
+	uint8_t *buf = pvusb_front_alloc(f, ISO_NP * stride);
+	char why[128] = "";
+	int rc = 0;
+	for (int round = 0; round < 3 && rc == 0; round++) {
+		iso_layout(&u, iso, buf, &ep, ISO_NP, stride);
+		for (uint32_t k = 0; k < ISO_NP; k++)
+			iso[k].status = -1;
+		int st = pvusb_front_run(f, &u, TIMEOUT_MS);
+		if (st != 0 || *iso_result_bad(&u, why, sizeof(why)))
+			rc = fail("packets %u bytes apart, round %d: status %d %s", stride, round, st, why);
+		for (uint32_t k = 0; rc == 0 && k < ISO_NP; k++)
+			if (iso[k].offset != k * stride)
+				rc = fail("packet %u: offset came back as %u", k, iso[k].offset);
+	}
+	return iso_end(f, d, &ep, devdir, rc);
+}
+
 /* ---- main ---- */
 
 static int usage(void)
 {
 	fprintf(stderr, "usage: gadget_check [-s SOCK] [-f FRONTEND] [-c CTRL] "
-			"enum|ss-in|ss-out|ss-ctrl|storage|hid|acm|unplug PORT [ARGS]\n");
+			"enum|ss-in|ss-out|ss-ctrl|storage|hid|acm|unplug|iso-out|iso-unlink|iso-gaps PORT [ARGS]\n");
 	return 2;
 }
 
@@ -680,7 +1023,9 @@ static int run(const char *cmd, unsigned port, int argc, char **argv)
 		return 1;
 	int rc = 2;
 	if (!strcmp(cmd, "enum") && argc == 1)
-		rc = check_id(&d, argv[0]);
+		rc = check_id(&d, argv[0], USBIF_SPEED_HIGH);
+	else if (!strcmp(cmd, "enum") && argc == 2 && !strcmp(argv[1], "full"))
+		rc = check_id(&d, argv[0], USBIF_SPEED_FULL);
 	else if (!strcmp(cmd, "ss-in") && argc == 1)
 		rc = cmd_ss_in(f, &d, strtoull(argv[0], NULL, 0));
 	else if (!strcmp(cmd, "ss-out") && argc == 1)
@@ -695,6 +1040,12 @@ static int run(const char *cmd, unsigned port, int argc, char **argv)
 		rc = cmd_acm(f, &d, argv[0]);
 	else if (!strcmp(cmd, "unplug") && argc == 2)
 		rc = cmd_unplug(f, &d, argv[0], argv[1]);
+	else if (!strcmp(cmd, "iso-out") && argc == 1)
+		rc = cmd_iso_out(f, &d, argv[0]);
+	else if (!strcmp(cmd, "iso-unlink") && argc == 1)
+		rc = cmd_iso_unlink(f, &d, argv[0]);
+	else if (!strcmp(cmd, "iso-gaps") && argc == 1)
+		rc = cmd_iso_gaps(f, &d, argv[0]);
 	pvusb_front_close(f);
 	return rc == 2 ? usage() : rc;
 }
