@@ -216,7 +216,8 @@ uint32_t pvusb_iso_unpack(struct pvusb_xfer *x, const uint8_t *src,
 }
 
 /* A 1 ms frame counter for isochronous responses: libusb does not report the
- * host controller's frame, and the guest only uses it as information. */
+ * host controller's frame, and the guest only uses it as information.
+ * Taken when the transfer is submitted, so it says where it started. */
 static uint16_t frame_now(void)
 {
 	struct timespec ts;
@@ -919,6 +920,9 @@ static int prepare_iso(struct lu_dev *d, struct lu_slot *s, struct pvusb_xfer *x
 	libusb_fill_iso_transfer(s->t, d->h, ep, buf, (int)total, (int)x->npackets, on_transfer_done, s, 0);
 	for (uint32_t k = 0; k < x->npackets; k++)
 		s->t->iso_packet_desc[k].length = x->iso[k].length;
+	/* the frame the transfer starts in, as Linux reports urb->start_frame
+	 * (libusb does not tell the controller's own frame number) */
+	x->rsp_start_frame = frame_now();
 	return 0;
 }
 
@@ -1029,7 +1033,6 @@ static void collect_results(struct lu_slot *s, struct pvusb_xfer *x, const struc
 	case USBIF_PIPE_TYPE_ISOC:
 		x->actual_length = pvusb_iso_unpack(x, x->in && s->bounced ? s->bounce : NULL,
 						    t->iso_packet_desc, &x->error_count);
-		x->rsp_start_frame = frame_now();
 		break;
 	default:
 		if (got > x->length)
