@@ -86,10 +86,24 @@ struct pvusbd_hc *pvusbd_find_hc(struct pvusbd *d, const char *frontend, unsigne
 	return pvusbd_xen_find_hc(d, frontend, devid); /* xen controllers answer to the domid too */
 }
 
+/* On Xen a domain may be named by its id too: a decimal <dom> that is the
+ * id of a domain with a xen controller stands for that domain's name. */
+static const char *frontend_of(struct pvusbd *d, const char *fe)
+{
+	if (!fe || !*fe || strspn(fe, "0123456789") != strlen(fe))
+		return fe;
+	for (unsigned devid = 0; devid < PVUSBD_MAX_HCS; devid++) {
+		struct pvusbd_hc *h = pvusbd_xen_find_hc(d, fe, devid);
+		if (h)
+			return h->frontend;
+	}
+	return fe;
+}
+
 /* The controller named by "frontend" and "controller" (default 0). */
 static struct pvusbd_hc *req_hc(struct pvusbd *d, json_object *m, json_object **err)
 {
-	const char *fe = get_str(m, "frontend");
+	const char *fe = frontend_of(d, get_str(m, "frontend"));
 	long devid;
 	if (!valid_name(fe) || get_int(m, "controller", 0, 1000000, 0, &devid) < 0) {
 		*err = reply_error(-EINVAL, "expected \"frontend\" (a name) and \"controller\" (a number)");
@@ -131,6 +145,9 @@ static json_object *cmd_hc_destroy(struct pvusbd *d, struct pvusbd_req *r)
 	struct pvusbd_hc *h = req_hc(d, r->msg, &err);
 	if (!h)
 		return err;
+	if (!strcmp(h->transport, "xen")) /* libxl owns its backend directory */
+		return reply_error(-EPERM, "controller %u of %s is a Xen controller: remove it with "
+				   "'xl usbctrl-detach %s %u'", h->devid, h->frontend, h->frontend, h->devid);
 	log_info("controller %s/%u destroyed", h->frontend, h->devid);
 	pvusbd_hc_free(d, h);
 	pvusbd_state_save(d);
@@ -141,7 +158,7 @@ static json_object *cmd_hc_destroy(struct pvusbd *d, struct pvusbd_req *r)
  * does when they are absent. */
 static json_object *cmd_attach(struct pvusbd *d, struct pvusbd_req *r)
 {
-	const char *fe = get_str(r->msg, "frontend"), *name = get_str(r->msg, "device");
+	const char *fe = frontend_of(d, get_str(r->msg, "frontend")), *name = get_str(r->msg, "device");
 	long ctrl, port;
 	char err[320];
 	if (!valid_name(fe))
@@ -158,6 +175,7 @@ static json_object *cmd_attach(struct pvusbd *d, struct pvusbd_req *r)
 	int rc = pvusbd_assign(d, fe, (int)ctrl, (unsigned)port, name, &h, &at, err, sizeof(err));
 	if (rc < 0)
 		return reply_error(rc, "%s", err);
+	pvusbd_xen_port_write(d, h, at, h->ports[at].busid); /* xl usb-list shows it */
 	pvusbd_state_save(d);
 	json_object *o = reply_ok();
 	json_object_object_add(o, "controller", json_object_new_int((int)h->devid));
@@ -178,6 +196,7 @@ static json_object *cmd_detach(struct pvusbd *d, struct pvusbd_req *r)
 	int rc = pvusbd_unassign(d, h, (unsigned)port, err, sizeof(err));
 	if (rc < 0)
 		return reply_error(rc, "%s", err);
+	pvusbd_xen_port_write(d, h, (unsigned)port, NULL);
 	pvusbd_state_save(d);
 	return reply_ok();
 }
@@ -237,7 +256,7 @@ static json_object *describe_hc(struct pvusbd_hc *h)
 
 static json_object *cmd_list(struct pvusbd *d, struct pvusbd_req *r)
 {
-	const char *fe = get_str(r->msg, "frontend");
+	const char *fe = frontend_of(d, get_str(r->msg, "frontend"));
 	json_object *o = reply_ok(), *arr = json_object_new_array();
 	for (int i = 0; i < PVUSBD_MAX_HCS; i++)
 		if (d->hcs[i].hc && (!fe || !strcmp(fe, d->hcs[i].frontend)))
