@@ -1,0 +1,264 @@
+#!/bin/bash
+# The dom0 half of tests/vm/xen-suite.sh: pvusbd as the `vusb` backend of real libxl
+# and the real xen-hcd in PV domUs. Each check prints "XEN-SUITE: PASS|FAIL <name>"; the
+# last line is "XEN-SUITE: <n> passed, <m> failed". The domU side is /root/domu.sh
+# (xen-suite-domu.sh), which reports what the domU's Linux enumerates.
+set -uo pipefail
+. /lib/xen-test.sh
+# configfs gadget helpers (from the gadget machine); sourced first because it has a
+# check() of its own, which ours below replaces.
+. /lib/gadget.sh
+usleep() { sleep "0.0$(printf '%05d' "$1")"; } # gadget.sh polls with busybox's usleep
+
+PASS=0 FAILN=0
+pass() { PASS=$((PASS + 1)); echo "XEN-SUITE: PASS $*"; }
+fail() { FAILN=$((FAILN + 1)); echo "XEN-SUITE: FAIL $*"; }
+# Each check runs in its own process group with a time limit: on this machine a process
+# now and then wedges for good (see count_domu below), and a stuck check must fail alone
+# instead of stopping the suite. Checks therefore change no shell variables.
+set -m
+CHECK_LIMIT=${CHECK_LIMIT:-300}
+check() { # NAME CMD...: pass when CMD succeeds within CHECK_LIMIT seconds
+    local name=$1 pid w rc; shift
+    CUR=$name
+    echo "$name" >/tmp/suite-step
+    ( "$@" ) &
+    pid=$!
+    # (&&: a watchdog whose own sleep crashed must not kill the check)
+    ( sleep "$CHECK_LIMIT" && echo "check '$name': killed after $CHECK_LIMIT s" >&2 &&
+      kill -9 -- -"$pid" ) 2>/dev/null &
+    w=$!
+    wait "$pid"; rc=$?
+    kill -- -"$w" 2>/dev/null; wait "$w" 2>/dev/null
+    if [ "$rc" = 0 ]; then pass "$name"; else fail "$name"; fi
+}
+finish() {
+    echo "===== pvusbd log ====="
+    sed 's/^/[pvusbd] /' /tmp/pvusbd.log
+    echo "XEN-SUITE: $PASS passed, $FAILN failed"
+    [ "$FAILN" = 0 ]
+    exit
+}
+wait_key() { # PATH VALUE_REGEX SECONDS
+    local end=$(( ${EPOCHREALTIME/./} + $3 * 1000000 )) v
+    while [ "${EPOCHREALTIME/./}" -lt "$end" ]; do
+        v=$(xenstore-read "$1" 2>/dev/null) && [[ $v =~ $2 ]] && return 0
+        sleep 0.2
+    done
+    echo "wait_key: $1 is '$(xenstore-read "$1" 2>&1)', wanted /$2/ within $3 s" >&2
+    return 1
+}
+no_key() { ! xenstore-read "$1" >/dev/null 2>&1; }
+pvusbd_pid() { pgrep -x pvusbd; }
+pvusbd_alive() { [ -n "$(pvusbd_pid)" ]; }
+# Grant mappings pvusbd holds: gntdev mappings in its address space.
+gnt_maps() { grep -c gntdev "/proc/$(pvusbd_pid)/maps" 2>/dev/null || true; }
+no_gnt_maps() { local n; n=$(gnt_maps); [ "${n:-0}" = 0 ] || { echo "pvusbd still maps $n gntdev areas" >&2; return 1; }; }
+listed() { pvusb usb-list "$1" 2>/dev/null | grep -q .; }
+maps_live() { pvusb --json usb-list "$1" | grep -o '"maps-live": *[0-9]*' | grep -o '[0-9]*$' | head -n 1; }
+# Run an xl command; it must succeed and print nothing alarming.
+xl_clean() {
+    local out rc
+    out=$(xl "$@" 2>&1); rc=$?
+    [ -z "$out" ] || printf '%s\n' "$out" | sed "s/^/    [xl $1] /"
+    [ $rc -eq 0 ] && ! grep -qiE 'unable to remove|error|fail' <<<"$out"
+}
+be_dir() { echo "/local/domain/0/backend/vusb/$1/$2"; }
+fe_dir() { echo "/local/domain/$1/device/vusb/$2"; }
+log_has() { grep -qE -- "$1" /tmp/pvusbd.log; }
+
+# This machine (Xen PV under QEMU TCG) crashes or wedges an ordinary dom0 process now and
+# then, with no pvusbd and no USB at all (measured: 3 segfaults in 150 s of fork-heavy
+# loops in a control run). So every poll here runs under `timeout` and is retried, and
+# uses as few processes as it can.
+console() { echo "/var/log/xen/console/guest-$1.log"; }
+count_domu() { # PATTERN NAME: lines of NAME's console matching PATTERN ("" if the grep died)
+    timeout 10 grep -acE -- "$1" "$(console "$2")"
+}
+wait_count() { # PATTERN MIN NAME SECONDS: until at least MIN lines match
+    local end=$(( ${EPOCHREALTIME/./} + $4 * 1000000 )) n
+    while [ "${EPOCHREALTIME/./}" -lt "$end" ]; do
+        n=$(count_domu "$1" "$3")
+        [ -n "$n" ] && [ "$n" -ge "$2" ] && return 0
+        sleep 0.5
+    done
+    echo "wait_count: /$1/ seen ${n:-?} times in $3's console, wanted $2 within $4 s" >&2
+    return 1
+}
+wait_domu_log() { wait_count "$1" 1 "${3:-$DOMU}" "$2"; }
+domu_lines() { timeout 10 grep -a -- "$1" "$(console "$2")" | tr -d '\r'; }
+
+# A heartbeat, so that a stuck step shows what dom0 and pvusbd were doing; and the logs
+# when the machine's time runs out (xen-dom0-init.sh sends TERM).
+(last="" same=0; while sleep 20; do
+    step=$(cat /tmp/suite-step 2>/dev/null)
+    if [ "$step" = "$last" ]; then same=$((same + 1)); else same=0; last=$step; fi
+    if [ "$same" = 3 ]; then # a minute on one step: show every process and where it waits
+        echo "XEN-SUITE-HB: stuck after '$step'; processes:"
+        ps -eo pid,ppid,stat,wchan:24,args --no-headers | grep -v ' \[' | sed 's/^/XEN-SUITE-HB:   /'
+        ls -la /var/log/xen/console/ /root | sed 's/^/XEN-SUITE-HB:   /'
+        for r in $(ps -eo pid=,stat= | awk '$2 ~ /^R/ { print $1 }'); do
+            echo "XEN-SUITE-HB:   running $r: $(tr '\0' ' ' <"/proc/$r/cmdline") io: $(tr '\n' ' ' <"/proc/$r/io")"
+            ls -la "/proc/$r/fd" 2>/dev/null | sed 's/^/XEN-SUITE-HB:     /'
+        done
+    fi
+    p=$(pgrep -x pvusbd)
+    echo "XEN-SUITE-HB: up $(cut -d' ' -f1 /proc/uptime) s, load $(cut -d' ' -f1-3 /proc/loadavg); pvusbd $p: $(grep -E '^(State|VmRSS|Threads):' "/proc/$p/status" 2>/dev/null | tr -s '\t\n ' ' ')"
+done) &
+HB=$!
+trap 'echo "XEN-SUITE: FAIL killed (timeout) at: ${CUR:-?}"; FAILN=$((FAILN + 1)); finish' TERM
+trap 'kill $HB 2>/dev/null' EXIT
+
+# ---- pvusbd before any controller exists
+mkdir -p /run/pvusb
+pvusbd --no-state >/tmp/pvusbd.log 2>&1 &
+for i in $(seq 50); do [ -S /run/pvusb/pvusbd.sock ] && break; sleep 0.1; done
+check "pvusbd started and serves xenstore" log_has 'xen: serving vusb backends'
+
+# A disk image with a known first 64 KiB, for the domU to read.
+dd if=/dev/zero of=/root/disk.img bs=1M count=16 2>/dev/null
+head -c 65536 /dev/urandom >/root/head.bin
+dd if=/root/head.bin of=/root/disk.img conv=notrunc 2>/dev/null
+head_md5=$(md5sum </root/head.bin | cut -d' ' -f1)
+yes PVUSB-XEN-DOMU-PATTERN | head -c 65536 >/root/pat.bin
+pat_md5=$(md5sum </root/pat.bin | cut -d' ' -f1)
+
+# ---- 1. hot-added controller: xl usbctrl-attach on a running domain
+start_domu guest1 "" /root/domu.sh || { fail "xl create guest1"; finish; }
+wait_domu_log '^PVUSB-DOMU: xen-hcd loaded' 120 || { fail "guest1 loads xen-hcd"; finish; }
+d1=$(domu_id guest1)
+t0=$(xt_now)
+check "xl usbctrl-attach guest1 type=pv version=2 ports=8" xl_clean usbctrl-attach guest1 type=pv version=2 ports=8
+echo "XEN-SUITE: usbctrl-attach took $(xt_since "$t0") s"
+be=$(be_dir "$d1" 0) fe=$(fe_dir "$d1" 0)
+check "guest1: frontend Connected (4)" wait_key "$fe/state" '^4$' 30
+check "guest1: backend Connected (4)" wait_key "$be/state" '^4$' 30
+xl usb-list guest1
+pvusb usb-list guest1
+check "pvusb lists guest1's controller as xen, connected" \
+    bash -c "pvusb --json usb-list guest1 | grep -q '\"transport\": *\"xen\"' && pvusb --json usb-list guest1 | grep -q '\"state\": *\"connected\"'"
+check "controller found by domid $d1 too (attach)" pvusb usbdev-attach "$d1" keyboard controller=0 port=8
+check "controller found by domid $d1 too (detach)" pvusb usbdev-detach "$d1" 0 8
+
+# ---- 2. emulated devices enumerate in the domU through xen-hcd
+check "usbdev-attach sourcesink" pvusb usbdev-attach guest1 sourcesink controller=0 port=1
+check "usbdev-attach tablet" pvusb usbdev-attach guest1 tablet controller=0 port=2
+check "usbdev-attach storage" pvusb usbdev-attach guest1 storage:/root/disk.img controller=0 port=3
+check "domU enumerates sourcesink 1209:7500" wait_domu_log '^PVUSB-DOMU: add [^ ]+ 1209:7500' 60
+check "domU enumerates tablet 1209:7501" wait_domu_log '^PVUSB-DOMU: add [^ ]+ 1209:7501' 60
+check "domU enumerates storage 1209:7503" wait_domu_log '^PVUSB-DOMU: add [^ ]+ 1209:7503' 60
+check "domU: sourcesink bulk IN/OUT and control data verified" wait_domu_log '^PVUSB-DOMU: sourcesink rc=0' 180
+wait_domu_log '^PVUSB-DOMU: storage ' 120
+line=$(domu_lines '^PVUSB-DOMU: storage ' guest1 | tail -n 1)
+echo "XEN-SUITE: $line"
+check "domU reads what dom0 wrote to the image" grep -q "read-md5 $head_md5" <<<"$line"
+check "domU reads back what it wrote" grep -q "wrote-md5 $pat_md5 reread-md5 $pat_md5" <<<"$line"
+img_md5() { timeout 20 dd if=/root/disk.img bs=4096 skip=64 count=16 2>/dev/null | md5sum | cut -d' ' -f1; }
+same_img() { local i; for i in 1 2 3; do [ "$(img_md5)" = "$pat_md5" ] && return 0; done; return 1; }
+check "data the domU wrote is in dom0's image" same_img
+domu_lines 'USBFS-CHECK' guest1 | sed 's/^/XEN-SUITE: /'
+check "guest1: idle controller holds no buffer grant maps" test "$(maps_live guest1)" = 0
+
+# ---- 3. hot-detach and hot-attach while the domU runs
+check "usbdev-detach tablet (port 2)" pvusb usbdev-detach guest1 0 2
+check "domU sees the tablet go" wait_domu_log '^PVUSB-DOMU: remove [^ ]+ 1209:7501' 60
+# (the domid check's keyboard may or may not have been enumerated in its short life)
+kbd=$(count_domu '^PVUSB-DOMU: add [^ ]+ 1209:7502' guest1)
+check "usbdev-attach keyboard on port 2" pvusb usbdev-attach guest1 keyboard controller=0 port=2
+check "domU enumerates the keyboard on port 2" \
+    wait_count '^PVUSB-DOMU: add [^ ]+ 1209:7502' $(( ${kbd:-0} + 1 )) guest1 60
+# The toolstack's way: a name written to port/N attaches, "" detaches (spec D.4).
+xenstore-write "$be/port/4" tablet
+check "port/4 from xenstore attaches (tablet enumerated again)" \
+    wait_count '^PVUSB-DOMU: add [^ ]+ 1209:7501' 2 guest1 60
+xenstore-write "$be/port/4" ""
+check "port/4 cleared in xenstore detaches" \
+    wait_count '^PVUSB-DOMU: remove [^ ]+ 1209:7501' 2 guest1 60
+pvusb usb-list guest1
+
+# ---- 4. xl usbctrl-detach with devices on it leaves dom0 clean
+t0=$(xt_now)
+check "xl usbctrl-detach guest1 0 (clean)" xl_clean usbctrl-detach guest1 0
+echo "XEN-SUITE: usbctrl-detach took $(xt_since "$t0") s"
+check "domU removed its controller" wait_domu_log 'vusb vusb-0: remove|USB bus 1 deregistered' 30
+check "backend directory gone" no_key "$be"
+sleep 1
+check "pvusbd lists no controller for guest1" bash -c "! pvusb usb-list guest1 2>/dev/null | grep -q 'xen'"
+check "no grant maps left in pvusbd after usbctrl-detach" no_gnt_maps
+check "pvusbd logged 0 live grant maps" log_has 'grant maps live in pvusbd: 0$'
+check "pvusbd still running" pvusbd_alive
+
+# ---- 5. a second controller, then xl destroy with a device connected
+check "xl usbctrl-attach guest1 again" xl_clean usbctrl-attach guest1 type=pv version=1 ports=2
+devid=$(xenstore-list "/local/domain/0/backend/vusb/$d1" 2>/dev/null | tail -n 1)
+check "guest1: second controller Connected" wait_key "$(fe_dir "$d1" "$devid")/state" '^4$' 30
+check "usbdev-attach tablet on the USB 1.1 controller" pvusb usbdev-attach guest1 tablet controller="$devid" port=1
+check "domU enumerates the tablet on it" wait_count '^PVUSB-DOMU: add [^ ]+ 1209:7501' 3 guest1 60
+t0=$(xt_now)
+check "xl destroy guest1 (clean)" xl_clean destroy guest1
+echo "XEN-SUITE: xl destroy took $(xt_since "$t0") s"
+check "guest1's backend directories gone" no_key "/local/domain/0/backend/vusb/$d1"
+sleep 1
+check "pvusbd lists no controller for guest1 after destroy" bash -c "! pvusb usb-list guest1 2>/dev/null | grep -q 'xen'"
+check "no grant maps left after xl destroy" no_gnt_maps
+check "pvusbd still running after xl destroy" pvusbd_alive
+
+# ---- 6. usbctrl= in the domain config: xl create waits for our InitWait
+t0=$(xt_now)
+check "xl create with usbctrl=['type=pv,version=2,ports=4']" start_domu guest2 "type=pv,version=2,ports=4" /root/domu.sh
+echo "XEN-SUITE: xl create with usbctrl took $(xt_since "$t0") s"
+# Attached while the guest still boots: the conn event must come when the rings connect.
+check "usbdev-attach storage to guest2 before its frontend connects" \
+    pvusb usbdev-attach guest2 storage:/root/disk.img controller=0 port=4
+echo "XEN-SUITE: guest2's controller was '$(pvusb --json usb-list guest2 | grep -o '"state":"[a-z]*"' | head -n 1)' at that attach"
+wait_domu_log '^PVUSB-DOMU: xen-hcd loaded' 120 guest2
+d2=$(domu_id guest2)
+check "guest2: frontend Connected" wait_key "$(fe_dir "$d2" 0)/state" '^4$' 60
+check "guest2 controller has 4 ports" bash -c "pvusb --json usb-list guest2 | grep -q '\"ports\": *4'"
+check "usbdev-attach sourcesink to guest2" pvusb usbdev-attach guest2 sourcesink controller=0 port=1
+check "guest2 enumerates storage" wait_domu_log '^PVUSB-DOMU: add [^ ]+ 1209:7503' 60 guest2
+check "guest2: sourcesink data verified" wait_domu_log '^PVUSB-DOMU: sourcesink rc=0' 180 guest2
+wait_domu_log '^PVUSB-DOMU: storage ' 120 guest2
+line=$(domu_lines '^PVUSB-DOMU: storage ' guest2 | tail -n 1)
+echo "XEN-SUITE: guest2 $line"
+check "guest2 reads back what it wrote" grep -q "wrote-md5 $pat_md5 reread-md5 $pat_md5" <<<"$line"
+
+# ---- 7. a real device: a dom0 dummy_hcd SourceSink gadget through pvusbd's libusb back-end
+if modprobe -a dummy_hcd libcomposite usb_f_ss_lb && gadget_sourcesink; then
+    busid=$(gadget_port g1)
+    echo "XEN-SUITE: dom0 SourceSink gadget at $busid"
+    check "usbdev-attach the dom0 gadget $busid to guest2" pvusb usbdev-attach guest2 "$busid" controller=0 port=2
+    check "guest2 enumerates the gadget 1d6b:0104" wait_domu_log '^PVUSB-DOMU: add [^ ]+ 1d6b:0104' 60 guest2
+    check "guest2: gadget bulk IN/OUT data verified" wait_domu_log '^PVUSB-DOMU: gadget rc=0' 240 guest2
+    domu_lines 'USBFS-CHECK' guest2 | tail -n 3 | sed 's/^/XEN-SUITE: /'
+    gadget_unplug g1
+    check "guest2 sees the gadget go on a physical unplug" \
+        wait_domu_log '^PVUSB-DOMU: remove [^ ]+ 1d6b:0104' 60 guest2
+    gadget_replug g1
+    check "guest2 gets the gadget back after the replug" \
+        wait_count '^PVUSB-DOMU: add [^ ]+ 1d6b:0104' 2 guest2 60
+    check "guest2: gadget data verified again after the replug" \
+        wait_count '^PVUSB-DOMU: gadget rc=0' 2 guest2 240
+    xl usb-list guest2
+    if [ "$(xenstore-read "$(be_dir "$d2" 0)/port/2")" = "$busid" ]; then
+        # pvusb recorded the host device in port/2, so libxl knows it too.
+        check "xl usb-list shows the gadget on port 2" bash -c "xl usb-list guest2 | grep -q 'Port 2: Bus 0*1 Device'"
+        check "xl usbdev-detach guest2 0 2 (clean)" xl_clean usbdev-detach guest2 0 2
+    else
+        echo "XEN-SUITE: (port/2 not written by pvusb usbdev-attach; detaching with pvusb)"
+        check "pvusb usbdev-detach the gadget" pvusb usbdev-detach guest2 0 2
+    fi
+    check "guest2 sees the detached gadget go" \
+        wait_count '^PVUSB-DOMU: remove [^ ]+ 1d6b:0104' 2 guest2 60
+    check "dom0 still has the gadget at $busid" test -e "/sys/bus/usb/devices/$busid/idVendor"
+else
+    fail "dom0 dummy_hcd SourceSink gadget could not be set up"
+fi
+
+check "xl destroy guest2 (clean)" xl_clean destroy guest2
+sleep 1
+check "no controllers left in pvusbd" bash -c "! pvusb usb-list 2>/dev/null | grep -q xen"
+check "no grant maps left at the end" no_gnt_maps
+check "pvusbd still running at the end" pvusbd_alive
+check "pvusbd logged no refused frontend" bash -c "! grep -q 'refused:' /tmp/pvusbd.log"
+finish
