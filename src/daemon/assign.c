@@ -97,6 +97,14 @@ static int refuse_assigned(struct pvusbd *d, const char *busid, char *err, size_
 	return -EBUSY;
 }
 
+static bool is_xen_domain(struct pvusbd *d, const char *fe)
+{
+	for (int i = 0; i < PVUSBD_MAX_HCS; i++)
+		if (d->hcs[i].hc && !strcmp(d->hcs[i].frontend, fe) && !strcmp(d->hcs[i].transport, "xen"))
+			return true;
+	return false;
+}
+
 static unsigned first_free_port(const struct pvusbd_hc *h)
 {
 	for (unsigned p = 1; p <= h->num_ports; p++)
@@ -246,6 +254,11 @@ int pvusbd_assign(struct pvusbd *d, const char *fe, int ctrl, unsigned port, con
 	if (rc < 0)
 		return rc;
 	bool made = false;
+	if (!h && is_xen_domain(d, fe)) { /* only libxl makes Xen controllers */
+		snprintf(err, errlen, "every port of %s's controllers is taken; add a controller with "
+				      "'xl usbctrl-attach %s type=pv'", fe, fe);
+		return -ENOSPC;
+	}
 	if (!h) { /* xl: no free port anywhere, so a new default controller */
 		if (!(h = pvusbd_hc_new(d, fe, -1, 2, 8, err, errlen)))
 			return -ENOSPC;
