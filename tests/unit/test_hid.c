@@ -12,29 +12,7 @@
 
 #include "dev/emul.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (cond) {                                                            \
-			passed++;                                                      \
-		} else {                                                               \
-			failed++;                                                      \
-			fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
-		}                                                                      \
-	} while (0)
-
-#define CHECK_EQ(a, b)                                                                   \
-	do {                                                                             \
-		long long a_ = (long long)(a), b_ = (long long)(b);                      \
-		if (a_ == b_) {                                                          \
-			passed++;                                                        \
-		} else {                                                                 \
-			failed++;                                                        \
-			fprintf(stderr, "%s:%d: FAILED: %s == %s (%lld != %lld)\n", __FILE__, \
-				__LINE__, #a, #b, a_, b_);                               \
-		}                                                                        \
-	} while (0)
+#include "check.h"
 
 /* ---- stand-ins for the core (src/core/hc.c) ---- */
 

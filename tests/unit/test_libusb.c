@@ -13,30 +13,7 @@
 #include "dev/hostdev.h"
 #include "dev/libusb_dev.h"
 
-static int passed, failed;
-
-#define CHECK_EQ(a, b)                                                                   \
-	do {                                                                             \
-		long long a_ = (long long)(a), b_ = (long long)(b);                      \
-		if (a_ == b_) {                                                          \
-			passed++;                                                        \
-		} else {                                                                 \
-			failed++;                                                        \
-			fprintf(stderr, "%s:%d: FAILED: %s == %s (%lld != %lld)\n", __FILE__, \
-				__LINE__, #a, #b, a_, b_);                               \
-		}                                                                        \
-	} while (0)
-
-#define CHECK_STR(a, b)                                                                  \
-	do {                                                                             \
-		if (strcmp((a), (b)) == 0) {                                             \
-			passed++;                                                        \
-		} else {                                                                 \
-			failed++;                                                        \
-			fprintf(stderr, "%s:%d: FAILED: \"%s\" == \"%s\"\n", __FILE__, __LINE__, \
-				(a), (b));                                               \
-		}                                                                        \
-	} while (0)
+#include "check.h"
 
 static void test_transfer_status(void)
 {

@@ -13,16 +13,7 @@
 #include "pvusb/devname.h"
 #include "pvusb/ring.h"
 
-static int passed, failed;
-#define CHECK(c, what)                                                                     \
-	do {                                                                               \
-		if (c)                                                                     \
-			passed++;                                                          \
-		else {                                                                     \
-			failed++;                                                          \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);      \
-		}                                                                          \
-	} while (0)
+#include "check.h"
 
 static void test_layout(void)
 {
