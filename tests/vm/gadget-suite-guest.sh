@@ -109,7 +109,7 @@ ck "SourceSink bulk IN: 4 MiB verified byte for byte" gadget_check ss-in 1 41943
 ck "SourceSink bulk OUT: 4 MiB of the pattern accepted" gadget_check ss-out 1 4194304
 ck "SourceSink control loopback and GET_DESCRIPTOR" gadget_check ss-ctrl 1
 ck "mass storage enumerates on port 2 as $MS_ID" gadget_check enum 2 "$MS_ID"
-ck "mass storage: WRITE(10) lands in the backing file, READ(10) reads it back" \
+ck "mass storage: a short reply with a stall (MODE SENSE), WRITE(10) lands in the backing file, READ(10) reads it back" \
     gadget_check storage 2 "$MS_FILE"
 
 if [ "$EMULATED" = 0 ]; then

@@ -285,6 +285,56 @@ static int bot_cmd(struct bot *b, const uint8_t *cdb, uint8_t cdb_len, bool in, 
 	return csw[12];
 }
 
+static int clear_halt(struct bot *b, uint8_t ep)
+{
+	return pvusb_front_control(b->f, b->d->port, b->d->addr, 0x02, 1 /* CLEAR_FEATURE */,
+				   0 /* ENDPOINT_HALT */, ep, NULL, 0, TIMEOUT_MS);
+}
+
+/* What Linux's usb-storage meets at every probe: MODE SENSE asking for 192
+ * bytes, the device answering fewer and then (BOT 6.7.2) stalling bulk IN
+ * before its CSW. The host clears the halt and reads the CSW, whose residue
+ * says how much was missing; the device must keep working afterwards. */
+static int bot_short_reply(struct bot *b)
+{
+	uint8_t cdb[6] = {0x1a, 0, 0x3f, 0, 192, 0}, data[192], cbw[31] = {'U', 'S', 'B', 'C'}, csw[13];
+	uint32_t tag = ++b->tag, len = sizeof(data), residue;
+	memcpy(cbw + 4, &tag, 4);
+	memcpy(cbw + 8, &len, 4);
+	cbw[12] = 0x80;
+	cbw[14] = 6;
+	memcpy(cbw + 15, cdb, 6);
+	int n = pvusb_front_transfer(b->f, b->d->port, b->d->addr, USBIF_PIPE_TYPE_BULK, b->out.addr, cbw,
+				     31, TIMEOUT_MS);
+	if (n != 31)
+		return fail("MODE SENSE CBW: %d", n);
+	int got = pvusb_front_transfer(b->f, b->d->port, b->d->addr, USBIF_PIPE_TYPE_BULK, b->in.addr, data,
+				       len, TIMEOUT_MS);
+	if (got == -EPIPE) /* stalled without data: allowed */
+		got = 0;
+	else if (got < 4 || got >= (int)len)
+		return fail("MODE SENSE data: %d bytes, expected a short reply", got);
+	n = pvusb_front_transfer(b->f, b->d->port, b->d->addr, USBIF_PIPE_TYPE_BULK, b->in.addr, csw, 13,
+				 TIMEOUT_MS);
+	bool stalled = n == -EPIPE;
+	if (stalled) {
+		if ((n = clear_halt(b, b->in.addr)) < 0)
+			return fail("CLEAR_FEATURE(ENDPOINT_HALT) on 0x%02x: %d", b->in.addr, n);
+		n = pvusb_front_transfer(b->f, b->d->port, b->d->addr, USBIF_PIPE_TYPE_BULK, b->in.addr, csw,
+					 13, TIMEOUT_MS);
+	}
+	memcpy(&residue, csw + 8, 4);
+	if (n != 13 || memcmp(csw, "USBS", 4) != 0 || memcmp(csw + 4, &tag, 4) != 0)
+		return fail("MODE SENSE CSW after %s: %d bytes, bad signature or tag",
+			    stalled ? "the stall" : "the short reply", n);
+	if (csw[12] != 0 || residue != len - (uint32_t)got)
+		return fail("MODE SENSE CSW: status %u residue %u, expected 0 and %u", csw[12], residue,
+			    len - (uint32_t)got);
+	fprintf(stderr, "gadget_check: MODE SENSE: %d of %u bytes, %s, residue %u\n", got, len,
+	       stalled ? "bulk IN stalled and cleared" : "no stall", residue);
+	return 0;
+}
+
 /* A fresh mass-storage function reports a unit attention first: clear it
  * the way hosts do (TEST UNIT READY, REQUEST SENSE). */
 static int bot_ready(struct bot *b)
@@ -327,6 +377,8 @@ static int cmd_storage(struct pvusb_front *f, const struct pvusb_front_dev *d, c
 	if ((idata[0] & 0x1f) != 0)
 		return fail("INQUIRY: peripheral type %u, expected 0 (disk)", idata[0] & 0x1f);
 	if (bot_ready(&b) != 0)
+		return 1;
+	if (bot_short_reply(&b) != 0)
 		return 1;
 	uint8_t *wr = pvusb_front_alloc(f, ST_BYTES), *rd = pvusb_front_alloc(f, ST_BYTES);
 	unsigned seed = (unsigned)now_ms() * 2654435761u;
