@@ -3,8 +3,9 @@
 # dom0 kept entirely in an initramfs, run a caller's script in dom0, print the serial
 # console, and exit with that script's exit code.
 #
-#   xen-vm.sh [--file SRC:DST]... [--domu-file SRC:DST]... --run DOM0_SCRIPT [--timeout S]
-#   xen-vm.sh --setup-only
+#   xen-vm.sh [--file SRC:DST]... [--domu-file SRC:DST]... [--dom0-pkgs "PKG..."]
+#             --run DOM0_SCRIPT [--timeout S]
+#   xen-vm.sh [--dom0-pkgs "PKG..."] --setup-only
 #
 # The dom0 script runs as `bash /root/test.sh` in /root and can `. /lib/xen-test.sh` for
 # start_domu / wait_domu_log / domu_log (see xen-test-lib.sh). --file puts a host file or
@@ -14,6 +15,10 @@
 # configfs mounted, and the USB modules (dummy_hcd, gadget functions, usbip, usbmon) ready
 # for modprobe. --timeout (default 600) counts from QEMU's start; dom0 stops the script
 # ~15 s before it so that the domU logs are still printed.
+# --dom0-pkgs adds Debian packages to dom0 (e.g. qemu-system-xen) for this run: they are
+# installed once into a copy of the cached root and the files they add or change are
+# cached as a separate cpio per package set, appended to this run's initrd; runs without
+# the option boot exactly the base dom0.
 #
 # Exit status: the dom0 script's own, or 124 timeout, 125 Xen/dom0 crash or dom0 setup
 # error, 126 VM stopped without a result, 2 usage error, 1 host setup error.
@@ -35,7 +40,7 @@ C=${PVUSB_XEN_CACHE:-/var/cache/pvusb-xen}
 PROG=xen-vm
 
 # Bump a step's version when its recipe changes so cached results are rebuilt.
-V_DEBS=1 V_XEN=1 V_HCD=1 V_ROOT=2 V_DOM0MODS=3 V_DOMU=1
+V_DEBS=1 V_XEN=1 V_HCD=1 V_ROOT=2 V_DOM0MODS=3 V_DOMU=1 V_EXTRA=1
 
 # dom0 userland. libusb/json-c/udev: the pvusb daemon's run-time libraries. cpio: the dom0
 # helper library appends a per-domU script to the domU ramdisk. procps: ps/pkill for tests.
@@ -70,11 +75,12 @@ usage() {
 }
 
 # ---------------------------------------------------------------- arguments
-FILES=() DOMU_FILES=() SCRIPT="" TIMEOUT=600 SETUP_ONLY=0
+FILES=() DOMU_FILES=() SCRIPT="" TIMEOUT=600 SETUP_ONLY=0 EXTRA_PKGS="" EXTRA_CPIO=""
 while [ $# -gt 0 ]; do
     case $1 in
         --file) [ $# -ge 2 ] || usage; FILES+=("$2"); shift 2 ;;
         --domu-file) [ $# -ge 2 ] || usage; DOMU_FILES+=("$2"); shift 2 ;;
+        --dom0-pkgs) [ $# -ge 2 ] || usage; EXTRA_PKGS+=" $2"; shift 2 ;;
         --run) [ $# -ge 2 ] || usage; SCRIPT=$2; shift 2 ;;
         --timeout) [ $# -ge 2 ] || usage; TIMEOUT=$2; shift 2 ;;
         --setup-only) SETUP_ONLY=1; shift ;;
@@ -92,6 +98,11 @@ done
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot, mknod)"
 # QEMU's -initrd takes a comma-separated module list: a comma in a path would split it.
 [[ $C != *,* ]] || die "PVUSB_XEN_CACHE must not contain a comma"
+# One sorted, de-duplicated list: it names the cached package cpio.
+EXTRA_PKGS=$(printf '%s\n' $EXTRA_PKGS | LC_ALL=C sort -u | tr '\n' ' ' | sed 's/ $//')
+for p in $EXTRA_PKGS; do
+    [[ $p =~ ^[a-z0-9][a-z0-9.+-]*$ ]] || die "--dom0-pkgs: '$p' is not a Debian package name"
+done
 
 # ---------------------------------------------------------------- cache helpers
 mkdir -p "$C/stamps" "$C/logs"
@@ -317,6 +328,57 @@ build_dom0_mods() {
     mv "$C/dom0-mods.cpio.tmp" "$C/dom0-mods.cpio"
 }
 
+# Extra dom0 packages (--dom0-pkgs): installed into a copy of the cached root; the files
+# that differ from the root become a cpio that is unpacked over it at boot. Files the
+# packages would remove cannot be expressed that way: the step fails if there are any.
+build_dom0_extra() { # NAME PKG...
+    local name=$1 r="$C/$1.root" list="$C/$1.list" l rel
+    shift
+    umount "$r/proc" 2>/dev/null || true
+    rm -rf "$r"
+    cp -a "$C/rootfs" "$r"
+    cp /etc/resolv.conf "$r/etc/resolv.conf"
+    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"; chmod 755 "$r/usr/sbin/policy-rc.d"
+    mount -t proc proc "$r/proc"
+    trap 'umount "'"$r"'/proc" 2>/dev/null || true' EXIT
+    chroot "$r" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive chroot "$r" apt-get install -y -q --no-install-recommends "$@"
+    chroot "$r" apt-get clean
+    umount "$r/proc"; trap - EXIT
+    rm -f "$r/usr/sbin/policy-rc.d" "$r/etc/resolv.conf"
+    # The same trimming as the base root (build_rootfs).
+    rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/log/*.log \
+        "$r"/usr/share/doc "$r"/usr/share/man "$r"/usr/share/info "$r"/usr/share/locale \
+        "$r"/usr/lib/udev/hwdb.d/*.hwdb "$r"/usr/lib/xen-4.17/boot/xen-shim
+    # diff exits 1 when the trees differ, 2 on trouble.
+    local rc=0
+    diff -rq --no-dereference "$C/rootfs" "$r" >"$C/$name.diff" || rc=$?
+    [ "$rc" -le 1 ] || { cat "$C/$name.diff"; return 1; }
+    : >"$list"
+    while IFS= read -r l; do
+        case $l in
+            "Only in $r"*)
+                rel=${l#"Only in $r"}; rel=${rel/: //}; rel=${rel#/}
+                (cd "$r" && find "./$rel") >>"$list" ;;
+            "Only in $C/rootfs"*)
+                echo "package install removed ${l#Only in }: not expressible as an overlay" >&2
+                return 1 ;;
+            "Files $C/rootfs/"*" differ"|"Symbolic links $C/rootfs/"*" differ")
+                rel=${l%" differ"}; rel=${rel##*" and $r/"}; echo "./$rel" >>"$list" ;;
+            "File $C/rootfs/"*" character special file while file $r/"*" character special file"|\
+            "File $C/rootfs/"*" block special file while file $r/"*" block special file")
+                ;; # device nodes copied by cp -a (diff does not compare them)
+            "File $C/rootfs/"*" while file $r/"*)
+                rel=${l##*" while file $r/"}; rel=${rel% is a *}; echo "./$rel" >>"$list" ;;
+            *) echo "unexpected diff line: $l" >&2; return 1 ;;
+        esac
+    done <"$C/$name.diff"
+    (cd "$r" && LC_ALL=C sort -u "$list" | cpio -o -H newc -R 0:0 --quiet) >"$C/$name.cpio.tmp"
+    mv "$C/$name.cpio.tmp" "$C/$name.cpio"
+    echo "$(wc -l <"$list") entries, $(stat -c %s "$C/$name.cpio") bytes"
+    rm -rf "$r"
+}
+
 setup() {
     # One setup at a time; runs share the finished cache.
     exec 8>"$C/setup.lock"; flock 8
@@ -347,6 +409,17 @@ setup() {
     stamp_ok dom0-mods "$mkey" || { step dom0-mods build_dom0_mods; stamp_set dom0-mods "$mkey"; }
     VMLINUZ="$C/kernel/boot/vmlinuz-$ABI"
     exec 8>&-
+    if [ -n "$EXTRA_PKGS" ]; then
+        # Its own lock: a long package install must not hold up other runs' setup.
+        local xname xkey
+        xname="dom0-extra-$(printf '%s' "$EXTRA_PKGS" | md5sum | cut -c1-12)"
+        xkey="$V_EXTRA $rkey $EXTRA_PKGS"
+        exec 7>"$C/extra.lock"; flock 7
+        stamp_ok "$xname" "$xkey" && [ -f "$C/$xname.cpio" ] ||
+            { step "$xname" build_dom0_extra "$xname" $EXTRA_PKGS; stamp_set "$xname" "$xkey"; }
+        exec 7>&-
+        EXTRA_CPIO="$C/$xname.cpio"
+    fi
 }
 
 # ---------------------------------------------------------------- per-run overlay
@@ -392,6 +465,11 @@ build_overlay() {
         src=${spec%%:*}; dst=$(dom0_path "${spec#*:}"); stage "$src" "$ov" "$dst"
     done
     pack "$ov" "$W/overlay.cpio" "$C/rootfs"
+    if [ -n "$EXTRA_CPIO" ]; then
+        # The packages first, so that the caller's files win.
+        cat "$EXTRA_CPIO" "$W/overlay.cpio" >"$W/overlay+pkgs.cpio"
+        mv "$W/overlay+pkgs.cpio" "$W/overlay.cpio"
+    fi
 }
 
 # The initrd QEMU loads is base (root + mods) + overlay. Rewriting ~220 MB per run is
