@@ -209,14 +209,23 @@ static void refuse(struct pvusb_hc *hc, uint16_t id, int32_t status, enum hc_log
 	respond_now(hc, id, status);
 }
 
-static void apply_short_not_ok(struct pvusb_xfer *x)
+/*
+ * A short IN with USBIF_SHORT_NOT_OK is answered as a success with the short
+ * actual_length, as QEMU's backend does; never with -EREMOTEIO. The status
+ * set of the protocol (spec B.8) has no -EREMOTEIO: xen-hcd maps every status
+ * it does not know to -ESHUTDOWN, and a guest's usb-storage, which sets
+ * URB_SHORT_NOT_OK on every bulk IN of its scatter-gather data stages, treats
+ * -ESHUTDOWN as a transport error: it skips the CSW and resets the port. A
+ * plain short reply (MODE SENSE with 192 bytes asked, BOT case 5) thus
+ * became an endless run of resets of a device that never saw one. With a
+ * success the guest sees "short transfer" (usb_sg's byte count), reads the
+ * CSW, and a BOT device's STALL after the short data still fails the
+ * transfers queued behind it (spec B.4, B.8).
+ */
+static void clamp_actual_length(struct pvusb_xfer *x)
 {
 	if (x->actual_length > x->length)
 		x->actual_length = x->length;
-	if (x->status == 0 && x->in && (x->flags & USBIF_SHORT_NOT_OK) &&
-	    (x->type == USBIF_PIPE_TYPE_BULK || x->type == USBIF_PIPE_TYPE_INT) &&
-	    x->actual_length < x->length)
-		x->status = USBIF_STATUS_REMOTEIO;
 }
 
 static void unmap_slot(struct pvusb_hc *hc, struct hc_slot *s)
@@ -240,7 +249,7 @@ void pvusb_xfer_complete(struct pvusb_xfer *x)
 	struct pvusb_hc *hc = s->hc;
 	unsigned idx = (unsigned)(s - hc->slots);
 
-	apply_short_not_ok(x);
+	clamp_actual_length(x);
 	unmap_slot(hc, s); /* every grant unmapped before the response (A.7) */
 
 	pthread_mutex_lock(&hc->rsp_lock);

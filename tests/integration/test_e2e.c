@@ -187,6 +187,31 @@ static void test_storage(struct pvusb_front *f, uint8_t addr)
 		ok = ok && data[i] == (uint8_t)(i * 7);
 	CHECK(ok, "block 5 holds what the image file holds");
 	CHECK(!memcmp(csw, "USBS\x78\x56\x34\x12", 8) && csw[12] == 0, "CSW passed with our tag");
+
+	/* What a guest's usb-storage sends through xen-hcd: MODE SENSE(6) of all
+	 * pages with 192 bytes asked, the data stage with SHORT_NOT_OK. The short
+	 * reply must come back as a success (xen-hcd turns -EREMOTEIO into
+	 * -ESHUTDOWN, and usb-storage then resets instead of reading the CSW);
+	 * the STALL after it and the CSW follow as usual. */
+	uint8_t ms[31] = {'U', 'S', 'B', 'C', 0x79, 0x56, 0x34, 0x12, 192, 0, 0, 0, 0x80, 0, 6,
+			  0x1a, 0, 0x3f, 0, 192, 0};
+	uint8_t msd[192];
+	CHECK_EQ(pvusb_front_transfer(f, 4, addr, USBIF_PIPE_TYPE_BULK, 0x02, ms, 31, 2000), 31,
+		 "MODE SENSE CBW");
+	struct pvusb_urb u = {.port = 4, .devaddr = addr, .type = USBIF_PIPE_TYPE_BULK, .endpoint = 1,
+			      .in = true, .flags = USBIF_SHORT_NOT_OK, .length = 192, .buffer = msd, .id = -1};
+	CHECK_EQ(pvusb_front_run(f, &u, 2000), 0, "short MODE SENSE data with SHORT_NOT_OK: success");
+	CHECK(u.actual_length > 4 && u.actual_length < 192, "MODE SENSE data is short (%d bytes)",
+	      u.actual_length);
+	CHECK_EQ(pvusb_front_transfer(f, 4, addr, USBIF_PIPE_TYPE_BULK, 0x81, csw, 13, 2000),
+		 USBIF_STATUS_STALL, "bulk IN halted after the short reply");
+	CHECK_EQ(pvusb_front_control(f, 4, addr, 0x02, 0x01, 0, 0x81, NULL, 0, 2000), 0,
+		 "CLEAR_FEATURE(HALT) bulk IN");
+	CHECK_EQ(pvusb_front_transfer(f, 4, addr, USBIF_PIPE_TYPE_BULK, 0x81, csw, 13, 2000), 13,
+		 "MODE SENSE CSW");
+	CHECK(!memcmp(csw, "USBS\x79\x56\x34\x12", 8) && csw[12] == 0 &&
+		      (uint32_t)(csw[8] | csw[9] << 8) == 192u - (uint32_t)u.actual_length,
+	      "MODE SENSE CSW passed with the residue");
 }
 
 static void test_hid_and_unlink(struct pvusb_front *f, uint8_t addr)
