@@ -37,6 +37,9 @@ int cli_call(struct cli *c, json_object *req);
 /* Send req (puts it); on success print the reply's `fields` as one JSON
  * object with --json, else through fmt with the fields' integer values. */
 int cli_call_print(struct cli *c, json_object *req, const char *fmt, const char *f1, const char *f2);
+/* Fields of a reply: the string ("" when absent) or the integer (0). */
+const char *cli_str(json_object *o, const char *k);
+int cli_int(json_object *o, const char *k);
 /* Parse "key=value" arguments; returns the value of key or NULL. */
 const char *cli_kv(int argc, char **argv, const char *key);
 /* The first argument that is neither key=value with one of `keys` nor

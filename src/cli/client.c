@@ -61,7 +61,13 @@ int cli_call(struct cli *c, json_object *req)
 	return rc;
 }
 
-static int field(json_object *o, const char *k)
+const char *cli_str(json_object *o, const char *k)
+{
+	json_object *v;
+	return k && json_object_object_get_ex(o, k, &v) && v ? json_object_get_string(v) : "";
+}
+
+int cli_int(json_object *o, const char *k)
 {
 	json_object *v;
 	return k && json_object_object_get_ex(o, k, &v) ? json_object_get_int(v) : 0;
@@ -77,13 +83,13 @@ int cli_call_print(struct cli *c, json_object *req, const char *fmt, const char 
 	if (c->json) {
 		json_object *o = json_object_new_object();
 		if (f1)
-			json_object_object_add(o, f1, json_object_new_int(field(reply, f1)));
+			json_object_object_add(o, f1, json_object_new_int(cli_int(reply, f1)));
 		if (f2)
-			json_object_object_add(o, f2, json_object_new_int(field(reply, f2)));
+			json_object_object_add(o, f2, json_object_new_int(cli_int(reply, f2)));
 		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		json_object_put(o);
 	} else if (fmt) {
-		printf(fmt, field(reply, f1), field(reply, f2));
+		printf(fmt, cli_int(reply, f1), cli_int(reply, f2));
 	}
 	json_object_put(reply);
 	return EXIT_OK;

@@ -5,37 +5,25 @@
 
 #include "cli.h"
 
-static const char *str(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) && v ? json_object_get_string(v) : "";
-}
-
-static int num(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) ? json_object_get_int(v) : 0;
-}
-
 static void print_port(json_object *p)
 {
-	const char *state = str(p, "state");
-	if (!*str(p, "device"))
-		printf("  Port %d:\n", num(p, "port"));
+	const char *state = cli_str(p, "state");
+	if (!*cli_str(p, "device"))
+		printf("  Port %d:\n", cli_int(p, "port"));
 	else if (strcmp(state, "attached"))
-		printf("  Port %d: %s (%s)\n", num(p, "port"), str(p, "device"),
+		printf("  Port %d: %s (%s)\n", cli_int(p, "port"), cli_str(p, "device"),
 		       !strcmp(state, "missing") ? "missing: attached again when it appears"
 						 : "unplugged: comes back by itself");
 	else
-		printf("  Port %d: %s  ID %s %s (%s speed)\n", num(p, "port"), str(p, "device"),
-		       str(p, "id"), str(p, "description"), str(p, "speed"));
+		printf("  Port %d: %s  ID %s %s (%s speed)\n", cli_int(p, "port"), cli_str(p, "device"),
+		       cli_str(p, "id"), cli_str(p, "description"), cli_str(p, "speed"));
 }
 
 static void print_hc(json_object *h)
 {
 	printf("Devid  Type  BE  state       usb-ver  ports  transport\n");
-	printf("%-6d pv    0   %-11s %-8s %-6d %s\n", num(h, "controller"), str(h, "state"),
-	       num(h, "usb-ver") == 1 ? "1.1" : "2.0", num(h, "ports"), str(h, "transport"));
+	printf("%-6d pv    0   %-11s %-8s %-6d %s\n", cli_int(h, "controller"), cli_str(h, "state"),
+	       cli_int(h, "usb-ver") == 1 ? "1.1" : "2.0", cli_int(h, "ports"), cli_str(h, "transport"));
 	json_object *ports;
 	if (json_object_object_get_ex(h, "port-list", &ports))
 		for (size_t i = 0; i < json_object_array_length(ports); i++)
@@ -58,9 +46,9 @@ static int run(struct cli *c, int argc, char **argv)
 	const char *last = NULL;
 	for (size_t i = 0; !c->json && i < json_object_array_length(arr); i++) {
 		json_object *h = json_object_array_get_idx(arr, i);
-		if (argc == 0 && (!last || strcmp(last, str(h, "frontend"))))
-			printf("%s%s:\n", last ? "\n" : "", str(h, "frontend"));
-		last = str(h, "frontend");
+		if (argc == 0 && (!last || strcmp(last, cli_str(h, "frontend"))))
+			printf("%s%s:\n", last ? "\n" : "", cli_str(h, "frontend"));
+		last = cli_str(h, "frontend");
 		print_hc(h);
 	}
 	json_object_put(reply);

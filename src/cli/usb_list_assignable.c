@@ -4,12 +4,6 @@
 
 #include "cli.h"
 
-static const char *str(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) && v ? json_object_get_string(v) : "";
-}
-
 static int run(struct cli *c, int argc, char **argv)
 {
 	if (argc)
@@ -25,8 +19,8 @@ static int run(struct cli *c, int argc, char **argv)
 		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY));
 	for (size_t i = 0; !c->json && i < json_object_array_length(arr); i++) {
 		json_object *d = json_object_array_get_idx(arr, i);
-		printf("%-13s: ID %s %s %s\n", str(d, "busid"), str(d, "id"), str(d, "vendor"),
-		       str(d, "product"));
+		printf("%-13s: ID %s %s %s\n", cli_str(d, "busid"), cli_str(d, "id"), cli_str(d, "vendor"),
+		       cli_str(d, "product"));
 	}
 	json_object_put(reply);
 	return EXIT_OK;

@@ -42,7 +42,7 @@ static json_object *reply_ok(void)
 
 /* ---- reading fields ---- */
 
-static const char *get_str(json_object *m, const char *key)
+const char *pvusbd_get_str(json_object *m, const char *key)
 {
 	json_object *v;
 	if (!json_object_object_get_ex(m, key, &v) || !json_object_is_type(v, json_type_string))
@@ -50,8 +50,7 @@ static const char *get_str(json_object *m, const char *key)
 	return json_object_get_string(v);
 }
 
-/* An integer field within [lo, hi]; *out = def when absent. -1 when wrong. */
-static int get_int(json_object *m, const char *key, long lo, long hi, long def, long *out)
+int pvusbd_get_int(json_object *m, const char *key, long lo, long hi, long def, long *out)
 {
 	json_object *v;
 	if (!json_object_object_get_ex(m, key, &v)) {
@@ -103,9 +102,9 @@ static const char *frontend_of(struct pvusbd *d, const char *fe)
 /* The controller named by "frontend" and "controller" (default 0). */
 static struct pvusbd_hc *req_hc(struct pvusbd *d, json_object *m, json_object **err)
 {
-	const char *fe = frontend_of(d, get_str(m, "frontend"));
+	const char *fe = frontend_of(d, pvusbd_get_str(m, "frontend"));
 	long devid;
-	if (!valid_name(fe) || get_int(m, "controller", 0, 1000000, 0, &devid) < 0) {
+	if (!valid_name(fe) || pvusbd_get_int(m, "controller", 0, 1000000, 0, &devid) < 0) {
 		*err = reply_error(-EINVAL, "expected \"frontend\" (a name) and \"controller\" (a number)");
 		return NULL;
 	}
@@ -119,16 +118,16 @@ static struct pvusbd_hc *req_hc(struct pvusbd *d, json_object *m, json_object **
 
 static json_object *cmd_hc_create(struct pvusbd *d, struct pvusbd_req *r)
 {
-	const char *fe = get_str(r->msg, "frontend");
+	const char *fe = pvusbd_get_str(r->msg, "frontend");
 	long ver, ports, devid;
 	char err[256];
 	if (!valid_name(fe))
 		return reply_error(-EINVAL, "the domain name must be 1-63 of [A-Za-z0-9._-]");
-	if (get_int(r->msg, "usb-ver", 1, 2, 2, &ver) < 0)
+	if (pvusbd_get_int(r->msg, "usb-ver", 1, 2, 2, &ver) < 0)
 		return reply_error(-EINVAL, "usb-ver must be 1 or 2");
-	if (get_int(r->msg, "ports", 1, USBIF_MAX_PORTNR, 8, &ports) < 0)
+	if (pvusbd_get_int(r->msg, "ports", 1, USBIF_MAX_PORTNR, 8, &ports) < 0)
 		return reply_error(-EINVAL, "ports must be 1..%u", USBIF_MAX_PORTNR);
-	if (get_int(r->msg, "controller", -1, 1000000, -1, &devid) < 0)
+	if (pvusbd_get_int(r->msg, "controller", -1, 1000000, -1, &devid) < 0)
 		return reply_error(-EINVAL, "controller must be a number");
 	struct pvusbd_hc *h = pvusbd_hc_new(d, fe, (int)devid, (unsigned)ver, (unsigned)ports, err, sizeof(err));
 	if (!h)
@@ -158,15 +157,15 @@ static json_object *cmd_hc_destroy(struct pvusbd *d, struct pvusbd_req *r)
  * does when they are absent. */
 static json_object *cmd_attach(struct pvusbd *d, struct pvusbd_req *r)
 {
-	const char *fe = frontend_of(d, get_str(r->msg, "frontend")), *name = get_str(r->msg, "device");
+	const char *fe = frontend_of(d, pvusbd_get_str(r->msg, "frontend")), *name = pvusbd_get_str(r->msg, "device");
 	long ctrl, port;
 	char err[320];
 	if (!valid_name(fe))
 		return reply_error(-EINVAL, "the domain name must be 1-63 of [A-Za-z0-9._-]");
 	if (!name || !*name || strlen(name) >= sizeof(d->hcs[0].ports[0].device))
 		return reply_error(-EINVAL, "expected \"device\": a device name");
-	if (get_int(r->msg, "controller", -1, 1000000, -1, &ctrl) < 0 ||
-	    get_int(r->msg, "port", 0, USBIF_MAX_PORTNR, 0, &port) < 0)
+	if (pvusbd_get_int(r->msg, "controller", -1, 1000000, -1, &ctrl) < 0 ||
+	    pvusbd_get_int(r->msg, "port", 0, USBIF_MAX_PORTNR, 0, &port) < 0)
 		return reply_error(-EINVAL, "port must be 1..%u and controller a number", USBIF_MAX_PORTNR);
 	if (port && ctrl < 0)
 		ctrl = 0; /* a port alone means controller 0 (the CLI asks for both, as xl does) */
@@ -191,7 +190,7 @@ static json_object *cmd_detach(struct pvusbd *d, struct pvusbd_req *r)
 		return jerr;
 	long port;
 	char err[256];
-	if (get_int(r->msg, "port", 1, USBIF_MAX_PORTNR, 0, &port) < 0 || port == 0)
+	if (pvusbd_get_int(r->msg, "port", 1, USBIF_MAX_PORTNR, 0, &port) < 0 || port == 0)
 		return reply_error(-EINVAL, "expected \"port\" (1..31)");
 	int rc = pvusbd_unassign(d, h, (unsigned)port, err, sizeof(err));
 	if (rc < 0)
@@ -256,7 +255,7 @@ static json_object *describe_hc(struct pvusbd_hc *h)
 
 static json_object *cmd_list(struct pvusbd *d, struct pvusbd_req *r)
 {
-	const char *fe = frontend_of(d, get_str(r->msg, "frontend"));
+	const char *fe = frontend_of(d, pvusbd_get_str(r->msg, "frontend"));
 	json_object *o = reply_ok(), *arr = json_object_new_array();
 	for (int i = 0; i < PVUSBD_MAX_HCS; i++)
 		if (d->hcs[i].hc && (!fe || !strcmp(fe, d->hcs[i].frontend)))
@@ -272,11 +271,11 @@ static json_object *cmd_hid_input(struct pvusbd *d, struct pvusbd_req *r)
 	if (!h)
 		return err;
 	long port, x, y, buttons, wheel, mods;
-	if (get_int(r->msg, "port", 1, USBIF_MAX_PORTNR, 0, &port) < 0 ||
-	    get_int(r->msg, "x", 0, 32767, 0, &x) < 0 || get_int(r->msg, "y", 0, 32767, 0, &y) < 0 ||
-	    get_int(r->msg, "buttons", 0, 7, 0, &buttons) < 0 ||
-	    get_int(r->msg, "wheel", -127, 127, 0, &wheel) < 0 ||
-	    get_int(r->msg, "modifiers", 0, 255, 0, &mods) < 0)
+	if (pvusbd_get_int(r->msg, "port", 1, USBIF_MAX_PORTNR, 0, &port) < 0 ||
+	    pvusbd_get_int(r->msg, "x", 0, 32767, 0, &x) < 0 || pvusbd_get_int(r->msg, "y", 0, 32767, 0, &y) < 0 ||
+	    pvusbd_get_int(r->msg, "buttons", 0, 7, 0, &buttons) < 0 ||
+	    pvusbd_get_int(r->msg, "wheel", -127, 127, 0, &wheel) < 0 ||
+	    pvusbd_get_int(r->msg, "modifiers", 0, 255, 0, &mods) < 0)
 		return reply_error(-EINVAL, "bad input fields");
 	struct pvusb_dev *dev = pvusb_hc_port_dev(h->hc, (unsigned)port);
 	if (!dev)
@@ -303,12 +302,12 @@ static void close_fds(struct pvusbd_req *r)
 
 static json_object *cmd_frontend_connect(struct pvusbd *d, struct pvusbd_req *r)
 {
-	const char *fe = get_str(r->msg, "frontend");
+	const char *fe = pvusbd_get_str(r->msg, "frontend");
 	long devid, pages, urb_ref, conn_ref;
-	if (!valid_name(fe) || get_int(r->msg, "devid", 0, 1000000, 0, &devid) < 0 ||
-	    get_int(r->msg, "pages", 2, PVUSB_LOCAL_MAX_PAGES, 0, &pages) < 0 ||
-	    get_int(r->msg, "urb-ring-ref", 0, PVUSB_LOCAL_MAX_PAGES, -1, &urb_ref) < 0 ||
-	    get_int(r->msg, "conn-ring-ref", 0, PVUSB_LOCAL_MAX_PAGES, -1, &conn_ref) < 0 ||
+	if (!valid_name(fe) || pvusbd_get_int(r->msg, "devid", 0, 1000000, 0, &devid) < 0 ||
+	    pvusbd_get_int(r->msg, "pages", 2, PVUSB_LOCAL_MAX_PAGES, 0, &pages) < 0 ||
+	    pvusbd_get_int(r->msg, "urb-ring-ref", 0, PVUSB_LOCAL_MAX_PAGES, -1, &urb_ref) < 0 ||
+	    pvusbd_get_int(r->msg, "conn-ring-ref", 0, PVUSB_LOCAL_MAX_PAGES, -1, &conn_ref) < 0 ||
 	    urb_ref < 0 || conn_ref < 0 || r->nfds != 3)
 		return reply_error(-EINVAL, "frontend-connect needs frontend, devid, pages, ring refs and 3 fds");
 	struct pvusbd_hc *h = pvusbd_find_hc(d, fe, (unsigned)devid);
@@ -342,8 +341,8 @@ static json_object *cmd_frontend_connect(struct pvusbd *d, struct pvusbd_req *r)
  * file, so pvusbd never opens paths on a client's behalf). */
 static json_object *cmd_apply(struct pvusbd *d, struct pvusbd_req *r)
 {
-	const char *path = get_str(r->msg, "file"), *text = get_str(r->msg, "text");
-	const char *fe = get_str(r->msg, "frontend");
+	const char *path = pvusbd_get_str(r->msg, "file"), *text = pvusbd_get_str(r->msg, "text");
+	const char *fe = pvusbd_get_str(r->msg, "frontend");
 	if (!path || !text)
 		return reply_error(-EINVAL, "apply needs \"file\" and \"text\"");
 	struct pvusb_cfg *cfg = malloc(sizeof(*cfg));
@@ -458,7 +457,7 @@ static const struct {
 
 json_object *pvusbd_dispatch(struct pvusbd *d, struct pvusbd_req *r)
 {
-	const char *cmd = r->msg ? get_str(r->msg, "cmd") : NULL;
+	const char *cmd = r->msg ? pvusbd_get_str(r->msg, "cmd") : NULL;
 	json_object *reply = NULL;
 	for (size_t i = 0; cmd && i < sizeof(commands) / sizeof(commands[0]) && !reply; i++)
 		if (!strcmp(cmd, commands[i].name))

@@ -59,6 +59,11 @@ struct pvusbd_req {
 	bool keep_open; /* the connection became a frontend link */
 };
 
+/* Fields of a JSON message or file, type-checked: the string value or NULL;
+ * an integer within [lo, hi] into *out (def when absent), -1 when wrong. */
+const char *pvusbd_get_str(json_object *m, const char *key);
+int pvusbd_get_int(json_object *m, const char *key, long lo, long hi, long def, long *out);
+
 /* Run one command; returns the reply object (never NULL). */
 json_object *pvusbd_dispatch(struct pvusbd *d, struct pvusbd_req *r);
 

@@ -114,20 +114,11 @@ int pvusbd_state_save(struct pvusbd *d)
 
 /* ---- loading ---- */
 
-static const char *jstr(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)
-		       ? json_object_get_string(v) : NULL;
-}
-
+/* A required integer field within [lo, hi], or -1. */
 static int jint(json_object *o, const char *k, int lo, int hi)
 {
-	json_object *v;
-	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_int))
-		return -1;
-	int x = json_object_get_int(v);
-	return x < lo || x > hi ? -1 : x;
+	long x;
+	return pvusbd_get_int(o, k, lo, hi, -1, &x) < 0 ? -1 : (int)x;
 }
 
 static void load_devices(struct pvusbd *d, struct pvusbd_hc *h, json_object *devs)
@@ -136,7 +127,7 @@ static void load_devices(struct pvusbd *d, struct pvusbd_hc *h, json_object *dev
 	for (size_t i = 0; i < n; i++) {
 		json_object *o = json_object_array_get_idx(devs, i);
 		int port = jint(o, "port", 1, (int)h->num_ports);
-		const char *dev = jstr(o, "device"), *busid = jstr(o, "busid");
+		const char *dev = pvusbd_get_str(o, "device"), *busid = pvusbd_get_str(o, "busid");
 		if (port < 0 || !dev || !*dev || strlen(dev) >= sizeof(h->ports[0].device) ||
 		    (busid && strlen(busid) >= sizeof(h->ports[0].busid)) || h->ports[port].device[0]) {
 			log_warn("state file: controller %s/%u: skipping a bad device entry", h->frontend,
@@ -153,7 +144,7 @@ static void note_held(struct pvusbd *d, json_object *devs)
 {
 	size_t n = json_object_is_type(devs, json_type_array) ? json_object_array_length(devs) : 0;
 	for (size_t i = 0; i < n && d->nheld < PVUSBD_MAX_HELD; i++) {
-		const char *busid = jstr(json_object_array_get_idx(devs, i), "busid");
+		const char *busid = pvusbd_get_str(json_object_array_get_idx(devs, i), "busid");
 		if (busid && *busid && strlen(busid) < sizeof(d->held[0]))
 			snprintf(d->held[d->nheld++], sizeof(d->held[0]), "%s", busid);
 	}
@@ -161,7 +152,7 @@ static void note_held(struct pvusbd *d, json_object *devs)
 
 static void load_controller(struct pvusbd *d, json_object *o)
 {
-	const char *fe = jstr(o, "frontend"), *xport = jstr(o, "transport");
+	const char *fe = pvusbd_get_str(o, "frontend"), *xport = pvusbd_get_str(o, "transport");
 	int devid = jint(o, "controller", 0, 1000000), ver = jint(o, "usb-ver", 1, 2);
 	int ports = jint(o, "ports", 1, USBIF_MAX_PORTNR);
 	char err[256];
