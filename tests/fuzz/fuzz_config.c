@@ -21,17 +21,8 @@
 #include "pvusb/config.h"
 #include "pvusb/devname.h"
 
-#define FAIL(what)                                                                         \
-	do {                                                                               \
-		fprintf(stderr, "fuzz_config: invariant violated: %s (%s:%d)\n", what,     \
-			__FILE__, __LINE__);                                                \
-		__builtin_trap();                                                          \
-	} while (0)
-#define REQUIRE(cond)                                                                      \
-	do {                                                                               \
-		if (!(cond))                                                               \
-			FAIL(#cond);                                                       \
-	} while (0)
+#define FUZZ_NAME "fuzz_config"
+#include "invariant.h"
 
 static bool terminated(const char *s, size_t size)
 {

@@ -27,17 +27,8 @@
 
 #define SLOT 148u
 
-#define FAIL(what)                                                                         \
-	do {                                                                               \
-		fprintf(stderr, "fuzz_proto: invariant violated: %s (%s:%d)\n", what,      \
-			__FILE__, __LINE__);                                                \
-		__builtin_trap();                                                          \
-	} while (0)
-#define REQUIRE(cond)                                                                      \
-	do {                                                                               \
-		if (!(cond))                                                               \
-			FAIL(#cond);                                                       \
-	} while (0)
+#define FUZZ_NAME "fuzz_proto"
+#include "invariant.h"
 
 /* What the spec says about one request: the set of statuses it earns. */
 struct verdict {
