@@ -76,6 +76,15 @@ static void set_config(struct seed *s, uint8_t port, uint8_t addr, uint8_t cfg)
 	ctrl(s, port, addr, 0x00, USB_REQ_SET_CONFIGURATION, cfg, 0, 0, 0);
 }
 
+/* A fresh seed whose device at port is addressed and in configuration 1. */
+static void configured_seed(struct seed *s, uint8_t flags, uint8_t port, uint8_t addr)
+{
+	memset(s, 0, sizeof(*s));
+	s->flags = flags;
+	set_address(s, port, addr);
+	set_config(s, port, addr, 1);
+}
+
 static struct usbif_urb_request *xfer(struct seed *s, uint8_t type, uint8_t port, uint8_t addr,
 				      uint8_t ep, bool in, uint32_t gref, uint16_t len)
 {
@@ -241,10 +250,7 @@ int main(int argc, char **argv)
 	emit("sourcesink-enum-bulk", &s);
 
 	/* source/sink, a bulk IN of 64 KiB over 16 segments, one not contiguous */
-	memset(&s, 0, sizeof(s));
-	s.flags = ROUND(1);
-	set_address(&s, 1, 5);
-	set_config(&s, 1, 5, 1);
+	configured_seed(&s, ROUND(1), 1, 5);
 	{
 		struct usbif_urb_request *q = xfer(&s, USBIF_PIPE_TYPE_BULK, 1, 5, 1, true, 0, 0);
 		q->nr_buffer_segs = 16;
@@ -258,10 +264,7 @@ int main(int argc, char **argv)
 
 	/* source/sink alternate setting 1: isochronous IN and OUT, 3 packets
 	 * each, descriptors (in the tail) at offset 0 of the descriptor page */
-	memset(&s, 0, sizeof(s));
-	s.flags = ROUND(4);
-	set_address(&s, 1, 5);
-	set_config(&s, 1, 5, 1);
+	configured_seed(&s, ROUND(4), 1, 5);
 	ctrl(&s, 1, 5, 0x01, USB_REQ_SET_INTERFACE, 1, 0, 0, 0);
 	for (int dir = 0; dir < 2; dir++) {
 		bool in = dir == 0;
@@ -298,10 +301,7 @@ int main(int argc, char **argv)
 
 	/* storage: INQUIRY through the whole BOT cycle, one request per round */
 	static const uint8_t inquiry[6] = {0x12, 0, 0, 0, 36, 0};
-	memset(&s, 0, sizeof(s));
-	s.flags = ROUND(1);
-	set_address(&s, 3, 7);
-	set_config(&s, 3, 7, 1);
+	configured_seed(&s, ROUND(1), 3, 7);
 	ctrl(&s, 3, 7, 0xa1, 0xfe, 0, 0, 1, 10); /* GET_MAX_LUN */
 	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 2, false, 11, 31);
 	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 12, 36);
@@ -312,10 +312,7 @@ int main(int argc, char **argv)
 	/* storage: READ(10) of 2 blocks into a split, non-contiguous buffer;
 	 * the IN transfers go out first and wait for the CBW */
 	static const uint8_t read10[10] = {0x28, 0, 0, 0, 0, 0, 0, 0, 2, 0};
-	memset(&s, 0, sizeof(s));
-	s.flags = ROUND(16);
-	set_address(&s, 3, 7);
-	set_config(&s, 3, 7, 1);
+	configured_seed(&s, ROUND(16), 3, 7);
 	{
 		struct usbif_urb_request *q = xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 0, 0);
 		q->nr_buffer_segs = 2;
@@ -330,10 +327,7 @@ int main(int argc, char **argv)
 
 	/* storage: WRITE(10) with FUA of one block, then the CSW */
 	static const uint8_t write10[10] = {0x2a, 0x08, 0, 0, 0, 1, 0, 0, 1, 0};
-	memset(&s, 0, sizeof(s));
-	s.flags = ROUND(2);
-	set_address(&s, 3, 7);
-	set_config(&s, 3, 7, 1);
+	configured_seed(&s, ROUND(2), 3, 7);
 	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 2, false, 50, 31);
 	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 2, false, 51, 512);
 	xfer(&s, USBIF_PIPE_TYPE_BULK, 3, 7, 1, true, 52, 13);
@@ -464,10 +458,7 @@ int main(int argc, char **argv)
 	emit("unplug-storage-parked", &s);
 
 	/* ids as given, duplicates included; spurious kicks */
-	memset(&s, 0, sizeof(s));
-	s.flags = ROUND(8) | F_KEEP_IDS | F_ALWAYS_KICK;
-	set_address(&s, 2, 3);
-	set_config(&s, 2, 3, 1);
+	configured_seed(&s, ROUND(8) | F_KEEP_IDS | F_ALWAYS_KICK, 2, 3);
 	xfer(&s, USBIF_PIPE_TYPE_INT, 2, 3, 1, true, 10, 8);
 	s.req[2].id = 7;
 	ctrl(&s, 1, 0, 0x80, USB_REQ_GET_DESCRIPTOR, 0x0100, 0, 18, 11);
