@@ -816,17 +816,23 @@ static bool run_bulk(struct daemon *d, struct pvusb_front *f, bool in, struct bu
 	return s.stuck;
 }
 
+/* A row's figure, its same-run baseline and their ratio. */
+static void row_values(struct row *r, double value, double base, const char *unit, int ratio_digits)
+{
+	r->value = value, r->base_value = base, r->unit = unit;
+	r->ratio_value = value / base;
+	snprintf(r->ratio, sizeof(r->ratio), "%.*f", ratio_digits, r->ratio_value);
+}
+
 static void add_bulk_row(const char *key, const char *name, const struct bulk_case *bc,
 			 double memcpy_mbs, struct load memcpy_load)
 {
 	if (!bc->ran)
 		return;
 	struct row *r = add_row(key, name, load_max(bc->load, memcpy_load));
-	r->value = bc->mbs, r->base_value = memcpy_mbs, r->unit = "MB/s";
-	r->ratio_value = bc->mbs / memcpy_mbs;
+	row_values(r, bc->mbs, memcpy_mbs, "MB/s", 2);
 	snprintf(r->figure, sizeof(r->figure), "%.0f MB/s", bc->mbs);
 	snprintf(r->baseline, sizeof(r->baseline), "memcpy %.0f MB/s", memcpy_mbs);
-	snprintf(r->ratio, sizeof(r->ratio), "%.2f", r->ratio_value);
 	r->target = ">= 0.50";
 	r->failed = bc->failed;
 	r->urbs = bc->urbs;
@@ -963,11 +969,9 @@ done:
 		     memcpy_load);
 	if (zero_ran) {
 		r = add_row("zero_byte_bulk_x16", "0-byte bulk x16", load_max(zero_load, shm_load));
-		r->value = urbs, r->base_value = shm.rt_per_s, r->unit = "URB/s";
-		r->ratio_value = urbs / shm.rt_per_s;
+		row_values(r, urbs, shm.rt_per_s, "URB/s", 2);
 		snprintf(r->figure, sizeof(r->figure), "%.3f M URB/s", urbs / 1e6);
 		snprintf(r->baseline, sizeof(r->baseline), "shm ping-pong %.3f M rt/s", shm.rt_per_s / 1e6);
-		snprintf(r->ratio, sizeof(r->ratio), "%.2f", r->ratio_value);
 		r->target = ">= 1 M URB/s";
 		r->failed = zero_failed;
 		r->urbs = zero_urbs;
@@ -975,30 +979,24 @@ done:
 	}
 	if (ctl_ran) {
 		r = add_row("control_rtt_median", "control GET_DESC(18) median", load_max(ctl_load, shm_load));
-		r->value = ctl.median_us, r->base_value = shm.median_us, r->unit = "us";
-		r->ratio_value = ctl.median_us / shm.median_us;
+		row_values(r, ctl.median_us, shm.median_us, "us", 1);
 		snprintf(r->figure, sizeof(r->figure), "%.2f us", ctl.median_us);
 		snprintf(r->baseline, sizeof(r->baseline), "shm ping-pong %.3f us", shm.median_us);
-		snprintf(r->ratio, sizeof(r->ratio), "%.1f", r->ratio_value);
 		r->target = "<= 5 us";
 		r->failed = ctl_failed;
 		r->urbs = ctl.done;
 		r->met = ctl.median_us > 0 && ctl.median_us <= 5.0 && !ctl_failed;
 
 		r = add_row("control_rtt_p99", "control GET_DESC(18) p99", load_max(ctl_load, shm_load));
-		r->value = ctl.p99_us, r->base_value = shm.p99_us, r->unit = "us";
-		r->ratio_value = ctl.p99_us / shm.p99_us;
+		row_values(r, ctl.p99_us, shm.p99_us, "us", 1);
 		snprintf(r->figure, sizeof(r->figure), "%.2f us", ctl.p99_us);
 		snprintf(r->baseline, sizeof(r->baseline), "shm ping-pong %.3f us", shm.p99_us);
-		snprintf(r->ratio, sizeof(r->ratio), "%.1f", r->ratio_value);
 		r->label = "-";
 
 		r = add_row("control_rtt_vs_eventfd", "control median vs eventfd", load_max(ctl_load, efd_load));
-		r->value = ctl.median_us, r->base_value = efd.median_us, r->unit = "us";
-		r->ratio_value = ctl.median_us / efd.median_us;
+		row_values(r, ctl.median_us, efd.median_us, "us", 3);
 		snprintf(r->figure, sizeof(r->figure), "%.2f us", ctl.median_us);
 		snprintf(r->baseline, sizeof(r->baseline), "eventfd ping-pong %.1f us", efd.median_us);
-		snprintf(r->ratio, sizeof(r->ratio), "%.3f", r->ratio_value);
 		r->label = "(reference)";
 	}
 	bool disturbed = false;
