@@ -82,7 +82,7 @@ struct pvusbd_hc *pvusbd_find_hc(struct pvusbd *d, const char *frontend, unsigne
 	for (int i = 0; i < PVUSBD_MAX_HCS; i++)
 		if (d->hcs[i].hc && d->hcs[i].devid == devid && !strcmp(d->hcs[i].frontend, frontend))
 			return &d->hcs[i];
-	return pvusbd_xen_find_hc(d, frontend, devid); /* xen controllers answer to the domid too */
+	return NULL; /* a Xen domid is turned into its name once, by frontend_of() */
 }
 
 /* On Xen a domain may be named by its id too: a decimal <dom> that is the
