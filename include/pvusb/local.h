@@ -35,4 +35,11 @@ int pvusb_local_xport_create(int memfd, int kick_be, int kick_fe, uint32_t pages
 			     uint32_t conn_ref, const char *peer, struct pvusb_xport **out, char *err,
 			     size_t errlen);
 
+/* Serve this frontend as Xen frontends are served: request data copied in
+ * and out of the core's staging memory (xport.h: copy) instead of used in
+ * place. Call before pvusb_hc_connect(). pvusbd does it for every local
+ * frontend when PVUSB_LOCAL_COPY=1, so the Xen data path runs in tests
+ * that have no Xen. */
+void pvusb_local_xport_copy_mode(struct pvusb_xport *xp);
+
 #endif

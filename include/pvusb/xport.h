@@ -13,6 +13,7 @@
 #define PVUSB_XPORT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "device.h"
@@ -49,6 +50,25 @@ struct pvusb_xport_ops {
 	/* unmap: undo map. Must finish before the request's response is
 	 * posted (spec A.7). Any thread. */
 	void (*unmap)(struct pvusb_xport *xp, struct pvusb_map *m);
+
+	/*
+	 * copy (optional): move the first `len` bytes of the frontend's
+	 * segments seg[0..n), taken in order (seg.length bytes from seg.offset
+	 * of each), to or from the flat buffer `buf`: into `buf` when
+	 * !to_guest, into the frontend's pages when to_guest. `len` never
+	 * exceeds the segments' total. Returns 0, or a negative errno when any
+	 * segment could not be copied (a bad or revoked grant); the core then
+	 * answers the request -ESHUTDOWN. Any thread.
+	 *
+	 * A transport that has it is never asked to map request data: the core
+	 * copies OUT data once into its own staging memory before the device
+	 * sees it (the frontend can no longer change it under the device) and
+	 * IN data once before the response. Xen does this with grant copy: one
+	 * hypercall per request, where a mapping costs a map and an unmap
+	 * hypercall, two page-table changes and a TLB flush.
+	 */
+	int (*copy)(struct pvusb_xport *xp, const struct usbif_request_segment *seg, unsigned n,
+		    void *buf, size_t len, bool to_guest);
 
 	/* notify: raise the event channel towards the frontend. Any thread. */
 	void (*notify)(struct pvusb_xport *xp);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "hc_internal.h"
@@ -85,10 +86,32 @@ static void close_port_device(struct pvusb_hc *hc, unsigned port)
 	hc_conn_announce(hc, port, USBIF_SPEED_NONE); /* after every response (E.6) */
 }
 
+/* Fresh zero pages for each connection, so nothing one frontend sent is
+ * ever in memory that a later one's device reads; mapped lazily, so only
+ * the slots' used part costs memory. */
+static int stage_alloc(struct pvusb_hc *hc)
+{
+	size_t len = USB_URB_RING_SIZE * HC_STAGE_SLOT;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	hc->stage = p;
+	return 0;
+}
+
+static void stage_free(struct pvusb_hc *hc)
+{
+	if (hc->stage)
+		munmap(hc->stage, USB_URB_RING_SIZE * HC_STAGE_SLOT);
+	hc->stage = NULL;
+}
+
 static void close_transport(struct pvusb_hc *hc)
 {
 	hc->xp->ops->close(hc->xp);
 	hc->xp = NULL;
+	stage_free(hc);
 	hc->broken = false;
 	hc->broken_reason[0] = 0;
 	/* a frontend that comes back enumerates from scratch */
@@ -284,6 +307,11 @@ static int cmd_connect(struct pvusb_hc *hc, void *arg)
 	struct pvusb_xport *xp = arg;
 	if (hc->xp)
 		return -EBUSY;
+	if (xp->ops->copy) {
+		int rc = stage_alloc(hc);
+		if (rc < 0)
+			return rc;
+	}
 	hc->xp = xp;
 	hc->broken = false;
 	usbif_urb_back_attach(&hc->urb, xp->urb_ring);

@@ -22,6 +22,11 @@ struct hc_slot {
 	bool cancelled;
 	struct pvusb_map data_map, desc_map;
 	bool data_mapped, desc_mapped;
+	/* copying transports (xport.h: copy): the request's segments, kept
+	 * for the copy back, and whether data / descriptors are staged */
+	bool data_staged, desc_staged;
+	uint8_t nr_data_segs, nr_desc_segs;
+	struct usbif_request_segment seg[USBIF_MAX_SEGMENTS_PER_REQUEST];
 	unsigned desc_niov;
 	struct pvusb_iov desc_iov[USBIF_MAX_SEGMENTS_PER_REQUEST];
 	struct usbif_iso_desc iso[USBIF_MAX_ISO_PACKETS];
@@ -51,6 +56,10 @@ struct hc_cmd {
  * later; hc_cmd_finish() then completes the command. */
 #define HC_CMD_DEFERRED 1
 
+/* Staging memory per slot for copying transports: the largest buffer one
+ * request can describe (every segment a whole page). */
+#define HC_STAGE_SLOT ((size_t)USBIF_MAX_SEGMENTS_PER_REQUEST * USBIF_PAGE_SIZE)
+
 struct pvusb_hc {
 	struct pvusb_hc_config cfg;
 	pthread_t thread;
@@ -76,6 +85,7 @@ struct pvusb_hc {
 	uint32_t busy_mask;       /* slots in use; written under rsp_lock, read atomically */
 	int batch_refs;           /* atomic: threads holding unpublished responses (urb.c) */
 	struct hc_slot *slots;    /* USB_URB_RING_SIZE of them */
+	uint8_t *stage;           /* copying transport: HC_STAGE_SLOT bytes per slot */
 
 	struct hc_port ports[USBIF_MAX_PORTNR + 1]; /* [1..num_ports] */
 	uint8_t addr_port[USBIF_MAX_ADDR + 1];      /* guest address -> port, 0 = none */

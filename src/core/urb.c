@@ -228,8 +228,39 @@ static void clamp_actual_length(struct pvusb_xfer *x)
 		x->actual_length = x->length;
 }
 
+static uint8_t *slot_stage(struct pvusb_hc *hc, struct hc_slot *s)
+{
+	return hc->stage + (size_t)(s - hc->slots) * HC_STAGE_SLOT;
+}
+
+/* Copying transports: hand IN data and the frame descriptors back to the
+ * frontend. 0, or a negative errno when a grant would not take the copy. */
+static int unstage_slot(struct pvusb_hc *hc, struct hc_slot *s)
+{
+	struct pvusb_xfer *x = &s->xfer;
+	int rc = 0;
+	if (s->desc_staged && x->npackets)
+		rc = hc->xp->ops->copy(hc->xp, s->seg + s->nr_data_segs, s->nr_desc_segs, s->iso,
+				       x->npackets * sizeof(struct usbif_iso_desc), true);
+	/* isochronous IN data lies at each packet's offset: all of it goes */
+	size_t back = x->type == USBIF_PIPE_TYPE_ISOC ? x->length : x->actual_length;
+	if (rc == 0 && s->data_staged && x->in && back)
+		rc = hc->xp->ops->copy(hc->xp, s->seg, s->nr_data_segs, slot_stage(hc, s), back, true);
+	s->desc_staged = s->data_staged = false;
+	return rc;
+}
+
 static void unmap_slot(struct pvusb_hc *hc, struct hc_slot *s)
 {
+	if (s->data_staged || s->desc_staged) {
+		if (unstage_slot(hc, s) < 0) {
+			pvusb_log_once(&hc->log_mask, LOG_MAP_FAILED, PVUSB_LOG_WARN,
+				       "controller %s/%u: cannot copy into request buffers; answering -ESHUTDOWN",
+				       hc->cfg.frontend, hc->cfg.devid);
+			s->xfer.status = USBIF_STATUS_SHUTDOWN;
+			s->xfer.actual_length = 0;
+		}
+	}
 	if (s->desc_mapped) {
 		if (s->xfer.npackets)
 			iov_copy(s->desc_iov, s->desc_niov, 0, s->iso,
@@ -378,12 +409,33 @@ static bool iov_contiguous(const struct pvusb_iov *iov, unsigned n)
 	return true;
 }
 
+/* Copying transports: the device works on the slot's staging memory, which
+ * holds OUT data copied in once, here, before anything looks at it. */
+static int stage_data(struct pvusb_hc *hc, struct hc_slot *s, const struct usbif_req *r)
+{
+	struct pvusb_xfer *x = &s->xfer;
+	uint8_t *stage = slot_stage(hc, s);
+	if (!r->pipe.in) {
+		int rc = hc->xp->ops->copy(hc->xp, s->seg, s->nr_data_segs, stage, r->data_len, false);
+		if (rc < 0)
+			return rc;
+	}
+	s->data_staged = true;
+	x->contig = stage;
+	x->niov = 1;
+	x->iov[0].base = stage;
+	x->iov[0].len = r->data_len;
+	return 0;
+}
+
 static int map_data(struct pvusb_hc *hc, struct hc_slot *s, const struct usbif_req *r)
 {
 	unsigned n = r->raw.nr_buffer_segs;
 	if (n == 0 || r->data_len == 0)
 		return 0;
 	struct pvusb_xfer *x = &s->xfer;
+	if (hc->xp->ops->copy)
+		return stage_data(hc, s, r);
 	/* IN data is written by us; OUT data is only read, and mapped so (A.7) */
 	int rc = hc->xp->ops->map(hc->xp, r->raw.seg, n, r->pipe.in, &s->data_map, x->iov);
 	if (rc < 0)
@@ -401,15 +453,25 @@ static int map_iso(struct pvusb_hc *hc, struct hc_slot *s, const struct usbif_re
 {
 	if (r->nr_desc_segs == 0)
 		return 0;
-	int rc = hc->xp->ops->map(hc->xp, r->raw.seg + r->raw.nr_buffer_segs, r->nr_desc_segs, true,
-				  &s->desc_map, s->desc_iov);
-	if (rc < 0)
-		return rc;
-	s->desc_mapped = true;
-	s->desc_niov = r->nr_desc_segs;
 	struct pvusb_xfer *x = &s->xfer;
 	uint32_t np = r->raw.u.isoc.number_of_packets;
-	iov_copy(s->desc_iov, s->desc_niov, 0, s->iso, np * sizeof(struct usbif_iso_desc), false);
+	size_t want = np * sizeof(struct usbif_iso_desc);
+	if (hc->xp->ops->copy) {
+		/* want <= desc_len: usbif_req_copy_validate checked it */
+		int rc = hc->xp->ops->copy(hc->xp, s->seg + s->nr_data_segs, s->nr_desc_segs, s->iso,
+					   want, false);
+		if (rc < 0)
+			return rc;
+		s->desc_staged = true;
+	} else {
+		int rc = hc->xp->ops->map(hc->xp, r->raw.seg + r->raw.nr_buffer_segs, r->nr_desc_segs,
+					  true, &s->desc_map, s->desc_iov);
+		if (rc < 0)
+			return rc;
+		s->desc_mapped = true;
+		s->desc_niov = r->nr_desc_segs;
+		iov_copy(s->desc_iov, s->desc_niov, 0, s->iso, want, false);
+	}
 	for (uint32_t k = 0; k < np; k++) {
 		struct usbif_iso_desc *d = &s->iso[k];
 		if (d->offset > r->data_len || d->length > r->data_len - d->offset)
@@ -443,6 +505,9 @@ static void submit(struct pvusb_hc *hc, const struct usbif_req *r, unsigned port
 	s->id = r->raw.id;
 	s->port = (uint8_t)port;
 	s->cancelled = false;
+	s->nr_data_segs = r->raw.nr_buffer_segs;
+	s->nr_desc_segs = (uint8_t)r->nr_desc_segs;
+	memcpy(s->seg, r->raw.seg, (size_t)(s->nr_data_segs + s->nr_desc_segs) * sizeof(s->seg[0]));
 	fill_xfer(&s->xfer, r, dev);
 	mark_busy(hc, s, port);
 

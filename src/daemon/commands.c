@@ -300,6 +300,14 @@ static void close_fds(struct pvusbd_req *r)
 	r->nfds = 0;
 }
 
+/* PVUSB_LOCAL_COPY=1 (pvusbd.8): serve local frontends through the copying
+ * data path that Xen frontends get, so tests without Xen exercise it. */
+static bool local_copy_mode(void)
+{
+	const char *v = getenv("PVUSB_LOCAL_COPY");
+	return v && strcmp(v, "1") == 0;
+}
+
 static json_object *cmd_frontend_connect(struct pvusbd *d, struct pvusbd_req *r)
 {
 	const char *fe = pvusbd_get_str(r->msg, "frontend");
@@ -323,6 +331,8 @@ static json_object *cmd_frontend_connect(struct pvusbd *d, struct pvusbd_req *r)
 	if (rc < 0)
 		return reply_error(rc, "%s", why);
 	r->nfds = 0; /* the transport owns them now */
+	if (local_copy_mode())
+		pvusb_local_xport_copy_mode(xp);
 	rc = pvusb_hc_connect(h->hc, xp);
 	if (rc < 0) {
 		xp->ops->close(xp);

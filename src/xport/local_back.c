@@ -48,6 +48,26 @@ static void local_unmap(struct pvusb_xport *xp, struct pvusb_map *m)
 	m->nseg = 0;
 }
 
+/* The copy operation (xport.h), for a local frontend served the way Xen
+ * frontends are: every page index checked before any byte moves. */
+static int local_copy(struct pvusb_xport *xp, const struct usbif_request_segment *seg, unsigned n,
+		      void *buf, size_t len, bool to_guest)
+{
+	struct local_xport *lx = to_local(xp);
+	uint8_t *p = buf;
+	for (unsigned i = 0; i < n; i++)
+		if (seg[i].gref >= lx->pages)
+			return -EFAULT;
+	for (unsigned i = 0; i < n && len > 0; i++) {
+		size_t chunk = seg[i].length < len ? seg[i].length : len;
+		uint8_t *page = lx->rw + (size_t)seg[i].gref * USBIF_PAGE_SIZE + seg[i].offset;
+		memcpy(to_guest ? page : p, to_guest ? p : page, chunk);
+		p += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
 static void local_notify(struct pvusb_xport *xp)
 {
 	uint64_t one = 1;
@@ -82,6 +102,21 @@ static const struct pvusb_xport_ops local_ops = {
 	.ack = local_ack,
 	.close = local_close,
 };
+
+static const struct pvusb_xport_ops local_copy_ops = {
+	.name = "local",
+	.map = local_map,
+	.unmap = local_unmap,
+	.copy = local_copy,
+	.notify = local_notify,
+	.ack = local_ack,
+	.close = local_close,
+};
+
+void pvusb_local_xport_copy_mode(struct pvusb_xport *xp)
+{
+	xp->ops = &local_copy_ops;
+}
 
 /* The memfd must be exactly `pages` long and unable to shrink, or a hostile
  * frontend could truncate it under us and turn our accesses into SIGBUS. */

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The xen transport, backend side: grant references are mapped through
- * gntdev, the event channel is bound through the evtchn device.
+ * The xen transport, backend side: the two ring pages are mapped through
+ * gntdev for as long as the frontend is connected; request data moves by
+ * grant copy (xen_copy), never by mapping; the event channel is bound
+ * through the evtchn device. (map/unmap stay for transports' callers that
+ * map on purpose; the core uses copy when a transport has it.)
  *
  * Each transport has its own gntdev and evtchn handles: the evtchn fd is what
  * the controller's thread sleeps on, and a handle shared between controllers
@@ -23,6 +26,7 @@
 #include <xenevtchn.h>
 #include <xengnttab.h>
 #include <xentoollog.h>
+#include <xen/grant_table.h>
 
 #include "xport/xen.h"
 
@@ -110,6 +114,51 @@ static void xen_unmap(struct pvusb_xport *xp, struct pvusb_map *m)
 	m->handle = NULL;
 }
 
+/* Grant copy (xport.h: copy). The ioctl batches the segments into as few
+ * GNTTABOP_copy hypercalls as it can; no page of ours or the guest's is
+ * mapped, so nothing has to be unmapped or flushed afterwards. */
+static int xen_copy(struct pvusb_xport *xp, const struct usbif_request_segment *seg, unsigned n,
+		    void *buf, size_t len, bool to_guest)
+{
+	struct xen_xport *xx = to_xen(xp);
+	xengnttab_grant_copy_segment_t op[USBIF_MAX_SEGMENTS_PER_REQUEST];
+	uint8_t *p = buf;
+	unsigned k = 0;
+	if (n > USBIF_MAX_SEGMENTS_PER_REQUEST)
+		return -EINVAL;
+	for (unsigned i = 0; i < n && len > 0; i++) {
+		size_t chunk = seg[i].length < len ? seg[i].length : len;
+		if (chunk == 0)
+			continue;
+		xengnttab_grant_copy_segment_t *o = &op[k++];
+		union xengnttab_copy_ptr guest = {
+			.foreign = { .ref = seg[i].gref, .offset = seg[i].offset,
+				     .domid = (uint16_t)xx->domid },
+		};
+		o->len = (uint16_t)chunk;
+		o->status = 0;
+		if (to_guest) {
+			o->source.virt = p;
+			o->dest = guest;
+			o->flags = GNTCOPY_dest_gref;
+		} else {
+			o->source = guest;
+			o->dest.virt = p;
+			o->flags = GNTCOPY_source_gref;
+		}
+		p += chunk;
+		len -= chunk;
+	}
+	if (k == 0)
+		return 0;
+	if (xengnttab_grant_copy(xx->gnt, k, op) < 0)
+		return neg_errno();
+	for (unsigned i = 0; i < k; i++)
+		if (op[i].status != GNTST_okay)
+			return -EFAULT;
+	return 0;
+}
+
 static void xen_notify(struct pvusb_xport *xp)
 {
 	struct xen_xport *xx = to_xen(xp);
@@ -154,6 +203,7 @@ static const struct pvusb_xport_ops xen_ops = {
 	.name = "xen",
 	.map = xen_map,
 	.unmap = xen_unmap,
+	.copy = xen_copy,
 	.notify = xen_notify,
 	.ack = xen_ack,
 	.close = xen_close,
