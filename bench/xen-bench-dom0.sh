@@ -226,6 +226,15 @@ else
     note "no storage gadget"; rc=1
 fi
 
+# ================================================================ 3. the transport alone
+# pvusbd's emulated sourcesink on the pv controller: the same domU program, but no host
+# device behind pvusbd (no libusb, usbfs or dummy_hcd): what the Xen rings, grant copies,
+# event channels and xen-hcd cost by themselves, the floor under the pvusbd column.
+if [ -n "$PV" ]; then
+    domu_path pvusbd "$PV" emul "$PVUSBD" pvusb usbdev-attach bench sourcesink:speed=high,pattern=0 \
+        controller="$PV" port=1 -- pvusb usbdev-detach bench "$PV" 1
+fi
+
 step "done"
 echo "===== pvusbd log (last 30 lines) ====="
 tail -n 30 /tmp/pvusbd.log | sed 's/^/[pvusbd] /'

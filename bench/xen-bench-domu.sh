@@ -5,6 +5,8 @@
 # and reports on the console (which dom0 reads), labelled by the controller's devid N:
 #   1d6b:0104 (dom0's SourceSink gadget): pvusb-bench-usb in libusb (direct) mode,
 #     BENCH ctlN <case> <value> <unit>, then PVUSB-DOMU: bench-done ctlN usb rc=<n>
+#   1209:7500 (pvusbd's own emulated sourcesink): the same program, labelled emuN, then
+#     PVUSB-DOMU: bench-done ctlN emul rc=<n>
 #   1d6b:0105 (dom0's mass-storage gadget): disk_bench (bench/xen-bench-disk.sh) on its
 #     block device, then PVUSB-DOMU: bench-done ctlN disk rc=<n>
 # The benchmark program and its shared libraries are in /opt/bench (the ramdisk has no
@@ -29,11 +31,11 @@ block_of() {
     return 1
 }
 
-usb_bench() { # NAME CTL
+usb_bench() { # NAME CTL KIND LABEL
     # shellcheck disable=SC2086 # BENCH_ARGS is a word list
     /opt/bench/ld-linux-x86-64.so.2 --library-path /opt/bench /opt/bench/pvusb-bench-usb \
-        $BENCH_ARGS --label "ctl$2" libusb "$1"
-    say "bench-done ctl$2 usb rc=$?"
+        $BENCH_ARGS --label "$4" libusb "$1"
+    say "bench-done ctl$2 $3 rc=$?"
 }
 
 disk_run() { # NAME CTL
@@ -83,7 +85,8 @@ while :; do
             c=$(ctl_of "$n")
             say "add $n ${e#*=} ctl$c"
             case ${e#*=} in
-                1d6b:0104) usb_bench "$n" "$c" ;;
+                1d6b:0104) usb_bench "$n" "$c" usb "ctl$c" ;;
+                1209:7500) usb_bench "$n" "$c" emul "emu$c" ;;
                 1d6b:0105) disk_run "$n" "$c" ;;
             esac
         done

@@ -13,6 +13,8 @@
 #   pvusbd  in the domU through pvusbd (xl usbctrl-attach type=pv; pvusb usbdev-attach);
 #   qusb    in the domU through QEMU's own PVUSB backend (qemu-system-xen in dom0,
 #           usbctrl type=qusb in the domain config, xl usbdev-attach hostbus= hostaddr=).
+# and, as a fourth column, emul: the USB program in the domU against pvusbd's own emulated
+# sourcesink (no host device behind pvusbd), the cost of the Xen transport and xen-hcd alone.
 # The domU runs the very same program (shipped with its shared libraries) and its own
 # busybox dd. The table gives each figure, the same-boot ratios pvusbd/qusb and
 # pvusbd/dom0, and the issue's targets marked ok/MISS.
@@ -102,6 +104,7 @@ function rec(p, c, x, u) { v[p, c] = x; unit[c] = u; if (!(c in seen)) { seen[c]
 # controller devid: the pv one (pvusbd) as dom0 reports it, 0 the qusb one from the config.
 /^XEN-BENCH: pv controller devid / { pvctl = $5; sub(/,$/, "", pvctl) }
 $1 == "BENCH" { rec($2, $3, $4, $5) }
+$1 == "[domU]" && $2 == "BENCH" && $3 ~ /^emu/ { rec("emul", $4, $5, $6); next }
 $1 == "[domU]" && $2 == "BENCH" { c = $3; sub(/^ctl/, "", c)
     rec(c == pvctl ? "pvusbd" : c == "0" ? "qusb" : "ctl" c, $4, $5, $6) }
 $1 == "CPU" { cpu[++nc] = $0 }
@@ -113,7 +116,7 @@ function mark(x, ok) { return x == "" ? "?" : (ok ? "ok" : "MISS") }
 END {
     if (!n) { print "xen-bench: no figures at all"; exit }
     printf "\nXen 4.17 PV domU under QEMU TCG, %s CPU(s), one boot; %s\n", smp, quick ? "--quick runs" : "full runs"
-    printf "%-16s %-4s %9s %9s %9s %11s %11s  %s\n", "case", "unit", "dom0", "pvusbd", "qusb", "pvusbd/qusb", "pvusbd/dom0", "targets"
+    printf "%-16s %-4s %9s %9s %9s %11s %11s %9s  %s\n", "case", "unit", "dom0", "pvusbd", "qusb", "pvusbd/qusb", "pvusbd/dom0", "emul", "targets"
     for (i = 0; i < n; i++) {
         c = order[i]; d = get("dom0", c); p = get("pvusbd", c); q = get("qusb", c)
         rq = rd = ""; t = ""
@@ -128,10 +131,12 @@ END {
             if (c ~ /^bulk-.*-16k-/ || c ~ /^disk-/)
                 t = mark(rq, rq >= 3) " >=3x qusb, " mark(rd, rd >= 0.5) " >=0.5x dom0"
         }
-        printf "%-16s %-4s %9s %9s %9s %11s %11s  %s\n", c, unit[c], f(d), f(p), f(q), r(rq), r(rd), t
+        printf "%-16s %-4s %9s %9s %9s %11s %11s %9s  %s\n", c, unit[c], f(d), f(p), f(q), r(rq), r(rd), f(get("emul", c)), t
     }
     print "(MB = 10^6 bytes; control rows are times in us: their pvusbd/qusb is qusb time / pvusbd"
-    print " time, their pvusbd/dom0 is pvusbd time / dom0 time; 64 KiB bulk rows and p99 are informative)"
+    print " time, their pvusbd/dom0 is pvusbd time / dom0 time; 64 KiB bulk rows and p99 are informative;"
+    print " emul: the same domU program on pvusbd'"'"'s own emulated sourcesink, no host device behind"
+    print " pvusbd: the Xen transport and xen-hcd alone, the floor under the pvusbd column)"
     for (i = 1; i <= nc; i++) print cpu[i]
     for (i = 1; i <= nn; i++) print "note: " note[i]
     np = split(qusb ? "dom0 pvusbd qusb" : "dom0 pvusbd", ps, " ")

@@ -16,6 +16,14 @@ int cli_attach(struct cli *c, const char *dom, const char *device, long ctrl, lo
 	return cli_call_print(c, req, "attached to controller %d port %d\n", "controller", "port");
 }
 
+/* A device name, not a key=value option: no '=' at all, or a ':' before the
+ * first one (sourcesink:speed=high, storage:/img,ro). */
+static bool is_device_name(const char *arg)
+{
+	const char *eq = strchr(arg, '='), *colon = strchr(arg, ':');
+	return !eq || (colon && colon < eq);
+}
+
 /* The device may also be given as xl's hostbus=B hostaddr=A. */
 static const char *device_arg(int argc, char **argv, char *buf, size_t len)
 {
@@ -25,7 +33,7 @@ static const char *device_arg(int argc, char **argv, char *buf, size_t len)
 		return buf;
 	}
 	for (int i = 0; i < argc; i++)
-		if (!strchr(argv[i], '=') || !strncmp(argv[i], "storage:", 8))
+		if (is_device_name(argv[i]))
 			return argv[i];
 	return NULL;
 }

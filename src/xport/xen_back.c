@@ -165,14 +165,17 @@ static void xen_notify(struct pvusb_xport *xp)
 	xenevtchn_notify(xx->evt, xx->local_port);
 }
 
-/* The evtchn driver masks a port when it fires: take the pending port off
- * the fd, then unmask it so the next event is delivered. The fd is
+/* The evtchn driver masks a port when it fires and queues it once: take
+ * the pending port off the fd, then unmask it so the next event is
+ * delivered. This handle has one port bound, which cannot be queued again
+ * while masked, so one read drains it (a second would only return EAGAIN:
+ * under a PV dom0 every system call is a trip through Xen). The fd is
  * non-blocking, so a spurious wake-up costs one EAGAIN. */
 static void xen_ack(struct pvusb_xport *xp)
 {
 	struct xen_xport *xx = to_xen(xp);
-	xenevtchn_port_or_error_t p;
-	while ((p = xenevtchn_pending(xx->evt)) >= 0)
+	xenevtchn_port_or_error_t p = xenevtchn_pending(xx->evt);
+	if (p >= 0)
 		xenevtchn_unmask(xx->evt, (evtchn_port_t)p);
 }
 

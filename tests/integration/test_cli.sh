@@ -93,6 +93,10 @@ expect 1 "pvusb: unknown device 'mouse': expected a bus path (2-4.3.3), bus.addr
 	p usbdev-attach vm1 mouse
 expect 1 "pvusb: cannot attach sourcesink to port 2: a high-speed device cannot go on a USB 1.1 controller; use a version=2 controller" \
 	p usbdev-attach vm1 sourcesink controller=1
+expect 0 "" p usbdev-attach vm1 sourcesink:speed=full,pattern=0 controller=1
+check "an emulated device's options (with '=') are part of its name" \
+	test "$out|$(port_dev vm1 1 2)" = "attached to controller 1 port 2|sourcesink:speed=full,pattern=0"
+expect 0 "" p usbdev-detach vm1 1 2
 truncate -s 4M "$tmp/disk.img"
 expect 0 "" p usbdev-attach vm1 "storage:$tmp/disk.img"
 check "storage took the next free port" test "$out" = "attached to controller 0 port 2"
