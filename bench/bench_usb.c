@@ -375,8 +375,6 @@ static int run_libusb(const char *path)
 		slots[i].buf = use_malloc ? NULL : libusb_dev_mem_alloc(lu_g.h, 65536);
 		if (!slots[i].buf)
 			slots[i].buf = aligned_alloc(4096, 65536);
-		if (slots[i].buf) /* OUT data is zeros: what a pattern-0 sink checks */
-			memset(slots[i].buf, 0, 65536);
 		slots[i].xfer = libusb_alloc_transfer(0);
 	}
 	struct engine e = {.submit = lu_submit, .wait = lu_wait};

@@ -65,11 +65,18 @@ wait_flag() { # NAME SECONDS
 # Process CPU ticks (utime + stime) into CPU_K, without a fork.
 ticks() { local f=(); read -r -a f <"/proc/$1/stat" 2>/dev/null; CPU_K=$(( ${f[13]:-0} + ${f[14]:-0} )); }
 # CPU share of process PID between two snapshots: "CPU <path> <what> <percent>"
-cpu_begin() { ticks "$1"; CPU_K0=$CPU_K CPU_T0=$EPOCHREALTIME; }
+# Domain CPU seconds as Xen counts them (xl list's Time(s)): "<dom0> <domU>".
+dom_secs() { xl list 2>/dev/null | awk '$1 == "Domain-0" { d = $6 } $1 == "bench" { u = $6 } END { print d + 0, u + 0 }'; }
+cpu_begin() { ticks "$1"; CPU_K0=$CPU_K CPU_T0=$EPOCHREALTIME; DOM_S0=$(dom_secs); }
 cpu_end() { # PID PATH WHAT
     ticks "$1"
     awk -v k0="$CPU_K0" -v k1="$CPU_K" -v a="$CPU_T0" -v b="$EPOCHREALTIME" -v hz="$(getconf CLK_TCK)" \
-        -v p="$2" -v w="$3" 'BEGIN { if (b > a) printf "CPU %s %s %.0f%% of one dom0 vCPU\n", p, w, 100 * (k1 - k0) / hz / (b - a) }'
+        -v p="$2" -v w="$3" -v s0="$DOM_S0" -v s1="$(dom_secs)" 'BEGIN {
+        if (b <= a) exit
+        split(s0, x, " "); split(s1, y, " "); t = b - a
+        printf "CPU %s %s %.0f%% of one dom0 vCPU; the machine: dom0 %.0f%%, domU %.0f%%, idle or Xen %.0f%%\n",
+            p, w, 100 * (k1 - k0) / hz / t, 100 * (y[1] - x[1]) / t, 100 * (y[2] - x[2]) / t,
+            100 - 100 * (y[1] - x[1] + y[2] - x[2]) / t }'
 }
 
 # Run one domU path: attach with ATTACH_CMD, wait for the domU's result, detach.
@@ -231,7 +238,7 @@ fi
 # device behind pvusbd (no libusb, usbfs or dummy_hcd): what the Xen rings, grant copies,
 # event channels and xen-hcd cost by themselves, the floor under the pvusbd column.
 if [ -n "$PV" ]; then
-    domu_path pvusbd "$PV" emul "$PVUSBD" pvusb usbdev-attach bench sourcesink:speed=high,pattern=0 \
+    domu_path pvusbd "$PV" emul "$PVUSBD" pvusb usbdev-attach bench sourcesink:speed=high \
         controller="$PV" port=1 -- pvusb usbdev-detach bench "$PV" 1
 fi
 
