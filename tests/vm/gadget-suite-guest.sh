@@ -150,8 +150,33 @@ kill "$pvusbd_pid" 2>/dev/null || true
 pvusbd_rc=0
 wait "$pvusbd_pid" || pvusbd_rc=$?
 check "pvusbd exits cleanly on SIGTERM (status $pvusbd_rc)" [ "$pvusbd_rc" -eq 0 ]
+
+# ---- the same devices through the copying data path (the one Xen frontends get) ----
+say "pvusbd again with PVUSB_LOCAL_COPY=1: request data copied through pvusbd's own memory"
+PVUSB_LOCAL_COPY=1 pvusbd -q --no-state -s "$SOCK" >/tmp/pvusbd-copy.log 2>&1 &
+pvusbd_pid=$!
+gadget_wait_for 10 test -S "$SOCK" || true
+ck "copy path: usbctrl-attach, SourceSink on port 1, mass storage on port 2" sh -c \
+    "pvusb usbctrl-attach $DOM && pvusb usbdev-attach $DOM $SS_DEV controller=0 port=1 &&
+     pvusb usbdev-attach $DOM $MS_DEV controller=0 port=2"
+ck "copy path: SourceSink bulk IN 1 MiB verified, bulk OUT 1 MiB accepted, control loopback" sh -c \
+    "gadget_check ss-in 1 1048576 && gadget_check ss-out 1 1048576 && gadget_check ss-ctrl 1"
+ck "copy path: mass storage short reply + stall, WRITE(10) in the backing file, READ(10) back" \
+    gadget_check storage 2 "$MS_FILE"
+if [ "$EMULATED" = 0 ]; then
+    ck "copy path: usb-audio iso OUT answered in full, gapped packets gathered" sh -c \
+        "pvusb usbdev-attach $DOM $AUDIO_ID controller=0 port=5 &&
+         gadget_check iso-out 5 $audio_sys && gadget_check iso-gaps 5 $audio_sys"
+fi
+ck "copy path: usbctrl-detach $DOM 0" pvusb usbctrl-detach "$DOM" 0
+kill "$pvusbd_pid" 2>/dev/null || true
+pvusbd_rc=0
+wait "$pvusbd_pid" || pvusbd_rc=$?
+check "copy path: pvusbd exits cleanly on SIGTERM (status $pvusbd_rc)" [ "$pvusbd_rc" -eq 0 ]
 if [ "$failed" -ne 0 ]; then
     echo "---- pvusbd log ----"
     tail -n 40 /tmp/pvusbd.log
+    echo "---- pvusbd log (copy path) ----"
+    tail -n 20 /tmp/pvusbd-copy.log
 fi
 check_summary gadget
