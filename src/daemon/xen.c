@@ -261,8 +261,14 @@ static void fe_changed(struct pvusbd *d, struct pvusbd_xen *x, struct xen_ctrl *
 {
 	unsigned long s = XB_CLOSED; /* absent or garbage: the frontend is gone */
 	char *v = xs_get(x, "%s/state", c->fe);
-	if (v && !parse_uint(v, 8, &s))
+	if (v && !parse_uint(v, 8, &s)) {
+		char nm[96];
+		if (!c->failed) /* said once, until the frontend starts over */
+			log_err("xen: controller %s: frontend %s refused: state is not a xenbus state (0..8)",
+				ctrl_name(c, nm, sizeof(nm)), c->fe);
+		c->failed = true;
 		s = XB_CLOSED;
+	}
 	free(v);
 	switch (s) {
 	case XB_INITIALISED:

@@ -261,4 +261,5 @@ check "no controllers left in pvusbd" bash -c "! pvusb usb-list 2>/dev/null | gr
 check "no grant maps left at the end" no_gnt_maps
 check "pvusbd still running at the end" pvusbd_alive
 check "pvusbd logged no refused frontend" bash -c "! grep -q 'refused:' /tmp/pvusbd.log"
+if [ -f /root/xen-suite-hostile.sh ]; then . /root/xen-suite-hostile.sh; else fail "xen-suite-hostile.sh is not in dom0 (xen-suite.sh --file)"; fi
 finish

@@ -49,6 +49,7 @@ set +e
 "$HERE/xen-vm.sh" --timeout "${PVUSB_XEN_SUITE_TIMEOUT:-900}" \
     --file "$BUILD/src/daemon/pvusbd:/usr/local/sbin/pvusbd" \
     --file "$BUILD/src/cli/pvusb:/usr/local/bin/pvusb" \
+    --file "$HERE/xen-suite-hostile.sh:/root/xen-suite-hostile.sh" \
     --file "$HERE/xen-suite-domu.sh:/root/domu.sh" \
     --file "$HERE/gadget-initramfs/gadget.sh:/lib/gadget.sh" \
     --domu-file "$tmp/xen-usbfs-check:/usr/bin/xen-usbfs-check" \
