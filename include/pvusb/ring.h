@@ -67,6 +67,19 @@ static inline void usbif_back_ring_attach(struct usbif_ring *r, void *page, uint
 	usbif_ring_attach(r, page, slot_size, nr_ents);
 }
 
+/*
+ * BE: carry on from the responses already published instead of from 0. On a
+ * fresh ring rsp_prod is 0, so nothing changes; on a ring an earlier backend
+ * process served (a restarted daemon resuming a live frontend) no published
+ * response slot is reused. rsp_prod is the peer's to overwrite too, but a
+ * bad value only makes usbif_back_unconsumed() call the ring hostile.
+ */
+static inline void usbif_back_ring_continue(struct usbif_ring *r)
+{
+	r->prod_pvt = usbif_idx_load(&r->sring->rsp_prod);
+	r->cons = r->prod_pvt;
+}
+
 static inline void usbif_urb_front_init(struct usbif_ring *r, void *page)
 {
 	usbif_front_ring_init(r, page, sizeof(union usbif_urb_slot), USB_URB_RING_SIZE);

@@ -316,6 +316,9 @@ static int cmd_connect(struct pvusb_hc *hc, void *arg)
 	hc->broken = false;
 	usbif_urb_back_attach(&hc->urb, xp->urb_ring);
 	usbif_conn_back_attach(&hc->conn, xp->conn_ring);
+	/* a ring a restarted pvusbd resumes already holds responses */
+	usbif_back_ring_continue(&hc->urb);
+	usbif_back_ring_continue(&hc->conn);
 	hc_conn_reset_told(hc); /* announce every occupied port (C.2 rule 5) */
 	log_info("controller %s/%u: frontend %s connected", hc->cfg.frontend, hc->cfg.devid, xp->peer);
 	return 0;

@@ -19,6 +19,7 @@
 #include "dev/libusb_dev.h"
 #endif
 #include "util/log.h"
+#include "xport/xen.h"
 
 #define STATE_VERSION 1
 
@@ -150,6 +151,51 @@ static void note_held(struct pvusbd *d, json_object *devs)
 	}
 }
 
+/*
+ * Emulated devices on xen controllers: xenstore's port/N names only host
+ * devices, so these come back from here when src/daemon/xen.c finds the
+ * controller again at start. Kept apart because the save at the end of the
+ * load drops xen controllers (they are not made yet).
+ */
+struct xen_dev_rec {
+	char frontend[64];
+	unsigned devid, port;
+	char device[sizeof(((struct pvusbd_port *)0)->device)];
+};
+static struct xen_dev_rec xen_devs[PVUSBD_MAX_HCS * 4];
+static unsigned n_xen_devs;
+
+static void note_xen_devices(const char *fe, int devid, int ports, json_object *devs)
+{
+	size_t n = json_object_is_type(devs, json_type_array) ? json_object_array_length(devs) : 0;
+	for (size_t i = 0; i < n && n_xen_devs < sizeof(xen_devs) / sizeof(xen_devs[0]); i++) {
+		json_object *o = json_object_array_get_idx(devs, i);
+		int port = jint(o, "port", 1, ports);
+		const char *dev = jstr(o, "device"), *busid = jstr(o, "busid");
+		if (port < 0 || !dev || !*dev || strlen(dev) >= sizeof(xen_devs[0].device) || (busid && *busid))
+			continue; /* host devices come back from port/N */
+		struct xen_dev_rec *r = &xen_devs[n_xen_devs++];
+		snprintf(r->frontend, sizeof(r->frontend), "%s", fe);
+		r->devid = (unsigned)devid;
+		r->port = (unsigned)port;
+		snprintf(r->device, sizeof(r->device), "%s", dev);
+	}
+}
+
+const char *pvusbd_state_xen_device(const char *frontend, unsigned devid, unsigned port)
+{
+	for (unsigned i = 0; i < n_xen_devs; i++)
+		if (xen_devs[i].devid == devid && xen_devs[i].port == port &&
+		    !strcmp(xen_devs[i].frontend, frontend))
+			return xen_devs[i].device;
+	return NULL;
+}
+
+void pvusbd_state_xen_forget(void)
+{
+	n_xen_devs = 0;
+}
+
 static void load_controller(struct pvusbd *d, json_object *o)
 {
 	const char *fe = pvusbd_get_str(o, "frontend"), *xport = pvusbd_get_str(o, "transport");
@@ -163,6 +209,8 @@ static void load_controller(struct pvusbd *d, json_object *o)
 	json_object *held;
 	if (json_object_object_get_ex(o, "devices", &held))
 		note_held(d, held);
+	if (xport && !strcmp(xport, "xen") && json_object_object_get_ex(o, "devices", &held))
+		note_xen_devices(fe, devid, ports, held);
 	if (xport && strcmp(xport, "local"))
 		return; /* xen controllers come back from xenstore */
 	struct pvusbd_hc *h = pvusbd_hc_new(d, fe, devid, (unsigned)ver, (unsigned)ports, err, sizeof(err));

@@ -32,6 +32,9 @@
 enum { XB_INITIALISING = 1, XB_INITWAIT = 2, XB_INITIALISED = 3, XB_CONNECTED = 4,
        XB_CLOSING = 5, XB_CLOSED = 6 };
 
+/* Written by a pvusbd that exits cleanly to each backend it leaves
+ * Connected: every request it took has been answered (see resume()). */
+#define HANDOVER_KEY "pvusbd-handover"
 #define XS_PORT_VALUE_MAX 256 /* longer port/N values are refused */
 #define MAX_DOMID 0x7fefu     /* DOMID_FIRST_RESERVED - 1 */
 #define MAX_EVTCHN 0x1ffffu   /* FIFO event channels: 2^17 ports */
@@ -41,6 +44,8 @@ struct xen_ctrl {
 	bool bad;        /* its backend directory was unusable: no controller made */
 	bool connected;  /* rings mapped and handed to the core */
 	bool failed;     /* the frontend's values were refused; wait for it to reset */
+	bool resume;     /* Connected by an earlier pvusbd: take over its rings */
+	bool handover;   /* ... which exited cleanly (HANDOVER_KEY) */
 	unsigned domid, devid;
 	struct pvusbd_hc *h; /* the daemon's table entry */
 	struct pvusb_hc *hc; /* h->hc as we made it, to notice removal behind our back */
@@ -54,6 +59,7 @@ struct pvusbd_xen {
 	struct xs_handle *xs;
 	unsigned self;
 	char base[64]; /* /local/domain/<self>/backend/vusb */
+	bool starting; /* the first scan: controllers an earlier pvusbd served */
 	struct xen_ctrl ctrl[PVUSBD_MAX_HCS];
 };
 
@@ -226,6 +232,31 @@ static void refuse(struct pvusbd_xen *x, struct xen_ctrl *c, const char *why)
 	set_be_state(x, c, XB_CLOSING);
 }
 
+/* A frontend an earlier pvusbd left Connected: what it left unanswered is
+ * answered and the ports announced empty before the core takes the rings,
+ * so the guest enumerates its devices afresh. */
+static int resume(struct xen_ctrl *c, struct pvusb_xport *xp, bool clean, char *err, size_t errlen)
+{
+	char nm[96];
+	unsigned answered;
+	int rc = pvusb_xen_resume(xp, c->h->num_ports, clean, &answered, err, errlen);
+	if (rc == 0)
+		log_info("xen: controller %s: resuming the rings an earlier pvusbd served (%s); %u "
+			 "request(s) nobody answered answered with -ESHUTDOWN", ctrl_name(c, nm, sizeof(nm)),
+			 clean ? "it exited cleanly" : "it died", answered);
+	return rc;
+}
+
+/* Not hostile, just not resumable: the guest loses this controller, cleanly. */
+static void cannot_resume(struct pvusbd_xen *x, struct xen_ctrl *c, const char *why)
+{
+	char nm[96];
+	log_warn("xen: controller %s: cannot resume the rings an earlier pvusbd served: %s; closing "
+		 "it (re-create it with xl usbctrl-detach/usbctrl-attach)", ctrl_name(c, nm, sizeof(nm)), why);
+	c->failed = true;
+	set_be_state(x, c, XB_CLOSING);
+}
+
 static void connect(struct pvusbd *d, struct pvusbd_xen *x, struct xen_ctrl *c)
 {
 	struct pvusb_xen_rings r;
@@ -236,9 +267,18 @@ static void connect(struct pvusbd *d, struct pvusbd_xen *x, struct xen_ctrl *c)
 		snprintf(peer, sizeof(peer), "xen:dom%u/%u", c->domid, c->devid);
 		rc = pvusb_xen_xport_create(&r, peer, &xp, err, sizeof(err));
 	}
-	if (rc == 0 && (rc = pvusb_hc_connect(c->hc, xp)) < 0) {
+	bool resuming = c->resume, clean = c->handover;
+	c->resume = c->handover = false; /* once: a frontend that starts over gets fresh rings */
+	int resumed = 0;
+	if (rc == 0 && resuming && (resumed = rc = resume(c, xp, clean, err, sizeof(err))) < 0)
+		xp->ops->close(xp);
+	else if (rc == 0 && (rc = pvusb_hc_connect(c->hc, xp)) < 0) {
 		xp->ops->close(xp);
 		snprintf(err, sizeof(err), "cannot connect the rings: %s", strerror(-rc));
+	}
+	if (resumed == -EBUSY) {
+		cannot_resume(x, c, err);
+		return;
 	}
 	if (rc < 0) {
 		refuse(x, c, err);
@@ -309,8 +349,7 @@ static void be_changed(struct pvusbd *d, struct pvusbd_xen *x, struct xen_ctrl *
 	unsigned long s;
 	if (be_online(x, c) || xs_get_uint(x, c->be, "state", 0, 8, &s) < 0 || s != XB_CLOSING)
 		return;
-	if (c->be_state == XB_CLOSED)
-		return;
+	/* (also when we wrote Closed before: libxl has just overwritten it) */
 	disconnect(d, c);
 	set_be_state(x, c, XB_CLOSED);
 }
@@ -401,23 +440,70 @@ static int make_hc(struct pvusbd *d, struct pvusbd_xen *x, struct xen_ctrl *c, c
 	return 0;
 }
 
+/* Whether an earlier pvusbd said it exited cleanly. The mark is removed at
+ * once, whatever happens next: a mark left behind would make a later crash
+ * look clean. One that cannot be removed is not trusted. */
+static bool take_handover(struct pvusbd_xen *x, struct xen_ctrl *c)
+{
+	char path[160];
+	char *v = xs_get(x, "%s/" HANDOVER_KEY, c->be);
+	if (!v)
+		return false;
+	bool one = !strcmp(v, "1");
+	free(v);
+	snprintf(path, sizeof(path), "%s/" HANDOVER_KEY, c->be);
+	if (!xs_rm(x->xs, XBT_NULL, path)) {
+		log_err("xen: cannot remove %s: %s", path, strerror(errno));
+		return false;
+	}
+	return one;
+}
+
 /* A fresh backend (state 1) goes to InitWait at once: libxl waits only
- * ~10 s. One an earlier pvusbd had connected cannot be resumed (the rings'
- * private indexes died with it), so it is closed: the guest drops that
+ * ~10 s. One an earlier pvusbd connected, with its frontend still Connected,
+ * is resumed: xen-hcd never reconnects by itself once it has seen Closing
+ * (it only connects from Initialising), so closing would cost the guest its
+ * controller. Any other half-done handshake is closed: the guest drops that
  * controller cleanly instead of waiting on rings nobody serves. */
 static void initial_state(struct pvusbd_xen *x, struct xen_ctrl *c)
 {
-	unsigned long s = XB_INITIALISING;
+	unsigned long s = XB_INITIALISING, fs = 0;
 	if (xs_get_uint(x, c->be, "state", 0, 8, &s) < 0)
 		s = XB_INITIALISING;
 	c->be_state = (int)s;
+	bool handover = take_handover(x, c);
 	if (s <= XB_INITIALISING) {
 		set_be_state(x, c, XB_INITWAIT);
+	} else if (s == XB_CONNECTED && xs_get_uint(x, c->fe, "state", 0, 8, &fs) == 0 &&
+		   fs == XB_CONNECTED && be_online(x, c)) {
+		log_info("xen: backend %s was connected by an earlier pvusbd; resuming it", c->be);
+		c->resume = true;
+		c->handover = handover;
 	} else if (s == XB_INITIALISED || s == XB_CONNECTED) {
 		log_warn("xen: backend %s was connected by an earlier pvusbd; closing it "
 			 "(re-create it with xl usbctrl-detach/usbctrl-attach)", c->be);
 		c->failed = true;
 		set_be_state(x, c, XB_CLOSING);
+	}
+}
+
+/* The emulated devices the last run had on this controller (the state
+ * file's record; port/N names host devices only), on ports port/N left free. */
+static void restore_emulated(struct pvusbd *d, struct xen_ctrl *c)
+{
+	char nm[96], err[320];
+	struct pvusbd_hc *at;
+	unsigned where;
+	for (unsigned p = 1; p <= c->h->num_ports; p++) {
+		const char *dev = pvusbd_state_xen_device(c->h->frontend, c->devid, p);
+		if (!dev || c->h->ports[p].device[0])
+			continue;
+		if (pvusbd_assign(d, c->h->frontend, (int)c->devid, p, dev, &at, &where, err, sizeof(err)) < 0)
+			log_err("xen: controller %s port %u: cannot restore %s: %s",
+				ctrl_name(c, nm, sizeof(nm)), p, dev, err);
+		else
+			log_info("xen: controller %s port %u: %s restored from the state file",
+				 ctrl_name(c, nm, sizeof(nm)), p, dev);
 	}
 }
 
@@ -448,6 +534,8 @@ static void ctrl_create(struct pvusbd *d, struct pvusbd_xen *x, unsigned domid, 
 	log_info("xen: controller %s/%u for domain %u from %s", c->h->frontend, devid, domid, c->be);
 	initial_state(x, c);
 	ports_sync(d, x, c);
+	if (x->starting)
+		restore_emulated(d, c);
 	char path[160];
 	snprintf(path, sizeof(path), "%s/state", c->fe);
 	if (!xs_watch(x->xs, path, c->token)) /* fires once at once: fe_changed runs then */
@@ -642,6 +730,13 @@ int pvusbd_xen_init(struct pvusbd *d)
 	}
 	d->xen = x;
 	log_info("xen: serving vusb backends under %s", x->base);
+	/* Now rather than on the watch's first event: the controllers an
+	 * earlier pvusbd served get their devices back before the daemon gives
+	 * unclaimed host devices back to their drivers. */
+	x->starting = true;
+	scan_all(d, x);
+	x->starting = false;
+	pvusbd_state_xen_forget();
 	return xs_fileno(x->xs);
 }
 
@@ -650,9 +745,10 @@ bool pvusbd_xen_owns_fd(struct pvusbd *d, int fd)
 	return d->xen && fd == xs_fileno(d->xen->xs);
 }
 
-/* On shutdown every frontend is answered and let go, and told Closing so
- * that its guest removes the controller instead of waiting on dead rings;
- * the backend directories stay for libxl, which removes them as usual. */
+/* On shutdown every request in flight is answered and the rings let go,
+ * but the backends stay Connected: a pvusbd started again resumes them (see
+ * initial_state), whereas Closing would make xen-hcd drop its controller
+ * for good. The backend directories stay for libxl, as usual. */
 void pvusbd_xen_fini(struct pvusbd *d)
 {
 	struct pvusbd_xen *x = d->xen;
@@ -663,9 +759,9 @@ void pvusbd_xen_fini(struct pvusbd *d)
 		if (!c->used || c->bad || !ctrl_alive(c))
 			continue;
 		bool was = c->connected;
-		disconnect(d, c);
-		if (was)
-			set_be_state(x, c, XB_CLOSING);
+		disconnect(d, c); /* answers everything taken: the rings are consistent */
+		if (was && xs_put_existing(x, c->be, HANDOVER_KEY, "1") < 0)
+			log_err("xen: cannot write %s/" HANDOVER_KEY, c->be);
 	}
 	xs_close(x->xs);
 	free(x);

@@ -28,6 +28,28 @@ struct pvusb_xen_rings {
 int pvusb_xen_xport_create(const struct pvusb_xen_rings *r, const char *peer,
 			   struct pvusb_xport **out, char *err, size_t errlen);
 
+/*
+ * Take over a frontend that an earlier pvusbd process served and left
+ * Connected (a restart), then announce every port empty on the conn ring.
+ * `clean`: that process answered every request it took before it exited
+ * (it said so in xenstore), so the requests still unanswered were never
+ * taken; they are answered -ESHUTDOWN (*answered of them). Without it only
+ * a ring with nothing unanswered can be taken over: -EBUSY otherwise.
+ * Everything is read from the shared pages once and checked: a value that
+ * cannot be right gives -EPROTO. On failure err says why and the caller
+ * must drop the frontend (Closing). Call between pvusb_xen_xport_create()
+ * and pvusb_hc_connect().
+ */
+int pvusb_xen_resume(struct pvusb_xport *xp, unsigned num_ports, bool clean, unsigned *answered,
+		     char *err, size_t errlen);
+
+/* The daemon's state file keeps the emulated devices of xen controllers,
+ * which xenstore's port/N does not name (src/daemon/state.c): the device
+ * the last run had on (domain name, devid, port), or NULL. */
+const char *pvusbd_state_xen_device(const char *frontend, unsigned devid, unsigned port);
+/* Forget them once the controllers found at start have been restored. */
+void pvusbd_state_xen_forget(void);
+
 /* Grant mappings (ring pages and buffer segments) alive in this process,
  * over every xen transport: 0 once every controller is disconnected. */
 uint64_t pvusb_xen_grants_live(void);

@@ -28,6 +28,7 @@
 #include <xentoollog.h>
 #include <xen/grant_table.h>
 
+#include "pvusb/ring.h"
 #include "xport/xen.h"
 
 /* QEMU asks for the same: 16 segments for each of 16 requests, plus the
@@ -295,4 +296,105 @@ int pvusb_xen_xport_create(const struct pvusb_xen_rings *r, const char *peer,
 	}
 	*out = &xx->xp;
 	return 0;
+}
+
+/*
+ * The requests between the published rsp_prod and req_prod. After a clean
+ * handover the earlier pvusbd answered everything it took, so these are
+ * requests nobody took, intact in their slots: each is answered -ESHUTDOWN
+ * (xen-hcd fails that URB; the device is enumerated afresh anyway). After a
+ * crash they are not: responses go out of order, so a slot there may hold a
+ * request already answered while a request in flight was overwritten by a
+ * response. Answering by slot could then answer an id twice, which xen-hcd
+ * treats as a protocol error that kills the controller; the in-flight ids
+ * are unknowable, so such a ring is not resumed. All ids are checked before
+ * anything is written.
+ */
+static int answer_orphans(struct pvusb_xport *xp, bool clean, unsigned *answered, bool *notify,
+			  char *err, size_t errlen)
+{
+	struct usbif_ring r;
+	uint16_t ids[USB_URB_RING_SIZE];
+	uint32_t seen = 0;
+	usbif_urb_back_attach(&r, xp->urb_ring);
+	usbif_back_ring_continue(&r);
+	uint32_t n = usbif_idx_load(&r.sring->req_prod) - r.cons;
+	usbif_rmb();
+	if (n > r.nr_ents) {
+		snprintf(err, errlen, "urb ring: requests %u ahead of responses (ring holds %u)", n,
+			 r.nr_ents);
+		return -EPROTO;
+	}
+	if (n && !clean) {
+		snprintf(err, errlen, "%u request(s) were in flight when the earlier pvusbd died, and "
+			 "which ones died with it", n);
+		return -EBUSY;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const struct usbif_urb_request *req = usbif_ring_slot(&r, r.cons + i);
+		uint16_t id = __atomic_load_n(&req->id, __ATOMIC_RELAXED);
+		if (id >= USB_URB_RING_SIZE || (seen & (1u << id))) {
+			snprintf(err, errlen, "urb ring: unanswered request id %u is %s", id,
+				 id >= USB_URB_RING_SIZE ? "out of range" : "there twice");
+			return -EPROTO;
+		}
+		seen |= 1u << id;
+		ids[i] = id;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const struct usbif_urb_response rsp = {.id = ids[i], .status = -ESHUTDOWN};
+		memcpy(usbif_ring_slot(&r, r.prod_pvt++), &rsp, sizeof(rsp));
+	}
+	*answered = n;
+	if (n && usbif_back_push_responses(&r))
+		*notify = true;
+	return 0;
+}
+
+/* The guest still sees the devices the dead process announced, at addresses
+ * this process never learnt: announce every port empty, so that the
+ * announcements the core makes on connect have the guest enumerate each
+ * device afresh. Tokens the dead process held are between rsp_prod and
+ * req_prod, so taking them from rsp_prod on returns them. */
+static int clear_ports(struct pvusb_xport *xp, unsigned num_ports, bool *notify, char *err,
+		       size_t errlen)
+{
+	struct usbif_ring r;
+	unsigned p;
+	usbif_conn_back_attach(&r, xp->conn_ring);
+	usbif_back_ring_continue(&r);
+	for (p = 1; p <= num_ports; p++) {
+		uint16_t token;
+		int rc = usbif_conn_back_take_token(&r, &token);
+		if (rc == -EPROTO) {
+			snprintf(err, errlen, "conn ring: tokens more than %u ahead", r.nr_ents);
+			return rc;
+		}
+		if (rc < 0)
+			break;
+		struct usbif_conn_response *rsp = usbif_ring_slot(&r, r.prod_pvt++);
+		rsp->id = token;
+		rsp->portnum = (uint8_t)p;
+		rsp->speed = USBIF_SPEED_NONE;
+	}
+	if (p > 1 && usbif_back_push_responses(&r))
+		*notify = true;
+	if (p <= num_ports) {
+		snprintf(err, errlen, "conn ring: no token left to clear port %u", p);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+int pvusb_xen_resume(struct pvusb_xport *xp, unsigned num_ports, bool clean, unsigned *answered,
+		     char *err, size_t errlen)
+{
+	bool notify = false;
+	*answered = 0;
+	int rc = answer_orphans(xp, clean, answered, &notify, err, errlen);
+	if (rc == 0)
+		rc = clear_ports(xp, num_ports, &notify, err, errlen);
+	if (notify)
+		xen_notify(xp);
+	return rc;
 }

@@ -111,7 +111,10 @@ trap 'kill $HB 2>/dev/null' EXIT
 
 # ---- pvusbd before any controller exists
 mkdir -p /run/pvusb
-pvusbd --no-state >/tmp/pvusbd.log 2>&1 &
+# A state file: a restarted pvusbd (section 8) takes the emulated devices of xen
+# controllers from it (xenstore's port/N names host devices only).
+STATE=/tmp/pvusbd-state.json
+pvusbd --state "$STATE" >/tmp/pvusbd.log 2>&1 &
 for i in $(seq 50); do [ -S /run/pvusb/pvusbd.sock ] && break; sleep 0.1; done
 check "pvusbd started and serves xenstore" log_has 'xen: serving vusb backends'
 
@@ -224,6 +227,7 @@ echo "XEN-SUITE: guest2 $line"
 check "guest2 reads back what it wrote" grep -q "wrote-md5 $pat_md5 reread-md5 $pat_md5" <<<"$line"
 
 # ---- 7. a real device: a dom0 dummy_hcd SourceSink gadget through pvusbd's libusb back-end
+busid=""
 if modprobe -a dummy_hcd libcomposite usb_f_ss_lb && gadget_sourcesink; then
     busid=$(gadget_port g1)
     echo "XEN-SUITE: dom0 SourceSink gadget at $busid"
@@ -254,6 +258,135 @@ if modprobe -a dummy_hcd libcomposite usb_f_ss_lb && gadget_sourcesink; then
 else
     fail "dom0 dummy_hcd SourceSink gadget could not be set up"
 fi
+
+# ---- 8. pvusbd restarts while guest2 runs with devices attached.
+# A: kill -9 with nothing in flight, B: SIGTERM with a keyboard (which keeps an interrupt
+# URB in flight), C: kill -9 with the keyboard. The new pvusbd resumes the rings when that
+# is safe (A: nothing unanswered; B: the old one answered everything it took and said so),
+# announces every port empty and then its devices again, so the domU enumerates them
+# afresh and moves data. C: what the dead process had in flight is unknowable, so the
+# controller is closed cleanly instead (the guest drops it) - unless nothing was in flight.
+# Either way: no grants left behind, xl detaches cleanly, devices go back to the host.
+stop_pvusbd() { # SIGNAL PID: stop pvusbd with it and wait until it is gone
+    local i
+    [ -n "$2" ] || { echo "stop_pvusbd: no pvusbd" >&2; return 1; }
+    kill -"$1" "$2"
+    for i in $(seq 150); do [ -d "/proc/$2" ] || return 0; sleep 0.2; done
+    echo "stop_pvusbd: pvusbd $2 still there after SIG$1" >&2
+    return 1
+}
+pvusbd_answers() { local i; for i in $(seq 60); do timeout 10 pvusb usb-list >/dev/null 2>&1 && return 0; sleep 0.5; done; return 1; }
+count() { # PATTERN NAME: like count_domu, retried when the grep died; 0 if it never ran
+    local n i
+    for i in 1 2 3; do n=$(count_domu "$1" "$2") && [ -n "$n" ] && { echo "$n"; return; }; done
+    echo 0
+}
+log_count() { grep -cE -- "$1" /tmp/pvusbd.log; }
+wait_log_count() { # PATTERN MIN SECONDS
+    local i
+    for i in $(seq $(($3 * 5))); do [ "$(log_count "$1")" -ge "$2" ] && return 0; sleep 0.2; done
+    echo "wait_log_count: /$1/ seen $(log_count "$1") times in pvusbd's log, wanted $2" >&2
+    return 1
+}
+iface_driver() { # the gadget's interface's kernel driver, "none" when unbound
+    local l; l=$(readlink "/sys/bus/usb/devices/$busid:1.0/driver" 2>/dev/null) && echo "${l##*/}" || echo none
+}
+# gntdev areas of a pvusbd whose only connected controller is idle: its two ring pages, and
+# the buffer of the held keyboard's interrupt URB once there is one ($kb).
+sane_gnt_maps() { local n; n=$(gnt_maps); echo "pvusbd maps ${n:-?} gntdev areas"; [ -n "$n" ] && [ "$n" -ge 1 ] && [ "$n" -le $((2 + kb)) ]; }
+RESUMED='resuming the rings an earlier pvusbd served'
+NOT_RESUMED='cannot resume the rings an earlier pvusbd served'
+be2=$(be_dir "$d2" 0) fe2=$(fe_dir "$d2" 0)
+drv0="" kb=0
+snapshot() { # the domU's counts before a restart
+    n_ss=$(count '^PVUSB-DOMU: sourcesink rc=0' guest2)
+    n_st=$(count '^PVUSB-DOMU: storage .*reread-md5 '"$pat_md5" guest2)
+    n_kb=$(count '^PVUSB-DOMU: add [^ ]+ 1209:7502' guest2)
+    n_g=$(count '^PVUSB-DOMU: gadget rc=0' guest2)
+    n_bus=$(count 'USB bus [0-9]+ deregistered' guest2)
+    n_res=$(log_count "$RESUMED") n_not=$(log_count "$NOT_RESUMED")
+}
+resumed_checks() { # LABEL: guest2 kept its controller and gets every device back
+    local t=$1
+    check "$t: guest2's frontend and backend still Connected" \
+        bash -c "[ \"\$(xenstore-read $fe2/state)\" = 4 ] && [ \"\$(xenstore-read $be2/state)\" = 4 ]"
+    check "$t: guest2 enumerates the sourcesink again and moves data" \
+        wait_count '^PVUSB-DOMU: sourcesink rc=0' $((n_ss + 1)) guest2 240
+    check "$t: guest2 enumerates the storage again and reads back what it wrote" \
+        wait_count '^PVUSB-DOMU: storage .*reread-md5 '"$pat_md5" $((n_st + 1)) guest2 240
+    [ "$kb" = 0 ] || check "$t: guest2 enumerates the keyboard again" \
+        wait_count '^PVUSB-DOMU: add [^ ]+ 1209:7502' $((n_kb + 1)) guest2 120
+    if [ -n "$drv0" ]; then
+        check "$t: guest2 gets the dom0 gadget back and moves data" \
+            wait_count '^PVUSB-DOMU: gadget rc=0' $((n_g + 1)) guest2 240
+        check "$t: the new pvusbd holds the gadget (interface on usbfs)" test "$(iface_driver)" = usbfs
+    fi
+    check "$t: guest2 kept its USB bus" test "$(count 'USB bus [0-9]+ deregistered' guest2)" = "$n_bus"
+    pvusb usb-list guest2
+    check "$t: guest2's controller holds no buffer grant maps but the keyboard's" \
+        test "$(maps_live guest2)" -le "$kb"
+    check "$t: the new pvusbd maps only guest2's two ring pages (and that buffer)" sane_gnt_maps
+}
+restart() { # SIGNAL LABEL: restart pvusbd; "resumed" or "closed" on stdout
+    local old; old=$(pvusbd_pid)
+    snapshot
+    check "$2: pvusbd stopped by SIG$1" stop_pvusbd "$1" "$old"
+    check "$2: the old pvusbd is gone (nothing left holding its grants)" test ! -d "/proc/$old"
+    # Started here, not in a check: a check that runs out of time has its whole process
+    # group killed, and the daemon must not go with it.
+    echo "===== pvusbd $old stopped by SIG$1; starting it again =====" >>/tmp/pvusbd.log
+    pvusbd --state "$STATE" >>/tmp/pvusbd.log 2>&1 &
+    check "$2: the new pvusbd answers" pvusbd_answers
+    check "$2: the new pvusbd took guest2's controller over or closed it" \
+        wait_log_count "$RESUMED|$NOT_RESUMED" $((n_res + n_not + 1)) 30
+    grep -E "$RESUMED|$NOT_RESUMED|restored from the state file|refused" /tmp/pvusbd.log | tail -n 5 | sed 's/^/XEN-SUITE: /'
+}
+if [ -n "$busid" ] && [ -e "/sys/bus/usb/devices/$busid/idVendor" ]; then
+    drv0=$(iface_driver)
+    echo "XEN-SUITE: the gadget's interface driver before pvusb takes it: $drv0"
+    check "usbdev-attach the dom0 gadget to guest2 port 2 again" \
+        pvusb usbdev-attach guest2 "$busid" controller=0 port=2
+    check "guest2 runs the gadget check again" wait_count '^PVUSB-DOMU: gadget rc=0' 3 guest2 240
+fi
+sleep 2 # let the domU's last transfers finish: A is the crash with nothing in flight
+restart KILL "A (kill -9, idle)"
+check "A: the new pvusbd resumed guest2's controller" wait_log_count "$RESUMED" $((n_res + 1)) 10
+resumed_checks A
+check "usbdev-attach keyboard to guest2 port 3" pvusb usbdev-attach guest2 keyboard controller=0 port=3
+check "guest2 enumerates the keyboard" wait_domu_log '^PVUSB-DOMU: add [^ ]+ 1209:7502' 60 guest2
+check "guest2 holds the keyboard open (an interrupt URB always in flight)" \
+    wait_domu_log '^PVUSB-DOMU: holding ' 60 guest2
+kb=1
+restart TERM "B (SIGTERM, keyboard)"
+check "B: the new pvusbd resumed guest2's controller" wait_log_count "$RESUMED" $((n_res + 1)) 10
+resumed_checks B
+check "B: guest2 holds the keyboard open again" wait_count '^PVUSB-DOMU: holding ' 2 guest2 60
+sleep 1
+restart KILL "C (kill -9, keyboard)"
+if wait_log_count "$RESUMED" $((n_res + 1)) 3 2>/dev/null; then
+    echo "XEN-SUITE: C: nothing was in flight at the kill; resumed"
+    resumed_checks C
+else
+    check "C: the new pvusbd closed guest2's controller (requests were in flight)" \
+        test "$(log_count "$NOT_RESUMED")" -gt "$n_not"
+    check "C: guest2 drops its controller cleanly" \
+        wait_count 'USB bus [0-9]+ deregistered' $((n_bus + 1)) guest2 60
+    check "C: guest2's frontend Closed" wait_key "$fe2/state" '^6$' 30
+    check "C: the new pvusbd maps no grants" no_gnt_maps
+fi
+check "pvusbd still running after the restarts" pvusbd_alive
+domu_lines 'USB disconnect\|new .*USB device number\|xen_hcd\|protocol error' guest2 | tail -n 16 | sed 's/^/XEN-SUITE: guest2: /'
+t0=$(xt_now)
+check "xl usbctrl-detach guest2 0 after the restarts (clean)" xl_clean usbctrl-detach guest2 0
+echo "XEN-SUITE: usbctrl-detach took $(xt_since "$t0") s"
+check "guest2's backend directory gone" no_key "$be2"
+sleep 1
+check "no grant maps left after the restarts and usbctrl-detach" no_gnt_maps
+[ -z "$drv0" ] || check "the gadget's interface is back on its kernel driver ($drv0)" test "$(iface_driver)" = "$drv0"
+check "xl usbctrl-attach guest2 after the restarts" xl_clean usbctrl-attach guest2 type=pv version=2 ports=2
+check "guest2: the new controller Connected" wait_key "$fe2/state" '^4$' 60
+check "usbdev-attach tablet to guest2's new controller" pvusb usbdev-attach guest2 tablet controller=0 port=1
+check "guest2 enumerates the tablet" wait_domu_log '^PVUSB-DOMU: add [^ ]+ 1209:7501' 60 guest2
 
 check "xl destroy guest2 (clean)" xl_clean destroy guest2
 sleep 1

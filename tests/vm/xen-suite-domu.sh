@@ -2,8 +2,10 @@
 # The domU half of tests/vm/xen-suite.sh, run by the domU's /init (busybox) as /domu.sh
 # once xen-hcd is loaded. It never ends: it watches the USB devices the domain's Linux
 # enumerates through xen-hcd and reports on the console (which dom0 reads):
-#   PVUSB-DOMU: add <sysfs name> <vid>:<pid>      a device enumerated
-#   PVUSB-DOMU: remove <sysfs name> <vid>:<pid>   a device gone
+#   PVUSB-DOMU: add <sysfs name> <vid>:<pid>@<devnum>      a device enumerated
+#   PVUSB-DOMU: remove <sysfs name> <vid>:<pid>@<devnum>   a device gone
+# (the device number tells a device enumerated again under the same name, as after a
+# pvusbd restart, from the one before)
 # and, once per device that appears:
 #   1209:7503 (pvusb storage): the md5 of the first 64 KiB (written by dom0 before
 #     the attach), then a known 64 KiB pattern written at 256 KiB with fsync, and the
@@ -43,6 +45,23 @@ storage_test() {
     say "storage $dev read-md5 $r wrote-md5 $w reread-md5 $rr"
 }
 
+# Keep a HID device open, as a desktop would: usbhid then always has an interrupt URB in
+# flight (what a pvusbd crash leaves unanswered). Through hidraw (part of hid.ko; the
+# ramdisk has no evdev). The reader ends when the device goes.
+hold_input() {
+    i=0
+    while [ $i -lt 20 ]; do
+        for h in /sys/bus/usb/devices/"$1":1.0/*/hidraw/hidraw*; do
+            [ -c "/dev/${h##*/}" ] || continue
+            cat "/dev/${h##*/}" >/dev/null 2>&1 &
+            say "holding $1 /dev/${h##*/}"
+            return
+        done
+        sleep 0.5; i=$((i + 1))
+    done
+    say "hold $1: no hidraw device"
+}
+
 sourcesink_test() {
     /usr/bin/xen-usbfs-check 4
     say "sourcesink rc=$?"
@@ -53,7 +72,8 @@ sourcesink_test() {
 # seen in /tmp/seen so that a restart reports no device twice.
 if [ "${1:-}" != watch ]; then
     # Nothing loads modules on hot-plug in this ramdisk: load the class drivers up front.
-    modprobe -a usb-storage sd_mod 2>/dev/null || say "modprobe usb-storage sd_mod failed"
+    modprobe -a usb-storage sd_mod usbhid hid-generic 2>/dev/null ||
+        say "modprobe usb-storage sd_mod usbhid hid-generic failed"
     echo " " >/tmp/seen
     while :; do
         sh /domu.sh watch
@@ -70,11 +90,12 @@ while :; do
         case $n in *:*) continue ;; esac
         # read, not cat: no process per device and poll (see above). A device still
         # being set up, or a read that failed, keeps what it was.
-        v="" p=""
+        v="" p="" dn=""
         read -r v <"$d/idVendor" 2>/dev/null
         read -r p <"$d/idProduct" 2>/dev/null
-        case "$v:$p" in
-            [0-9a-f][0-9a-f][0-9a-f][0-9a-f]:[0-9a-f][0-9a-f][0-9a-f][0-9a-f]) now="$now$n=$v:$p " ;;
+        read -r dn <"$d/devnum" 2>/dev/null
+        case "$v:$p:$dn" in
+            [0-9a-f][0-9a-f][0-9a-f][0-9a-f]:[0-9a-f][0-9a-f][0-9a-f][0-9a-f]:[0-9]*) now="$now$n=$v:$p@$dn " ;;
             *) case "$seen" in *" $n="*) e=${seen#*" $n="}; now="$now$n=${e%% *} " ;; esac ;;
         esac
     done
@@ -86,9 +107,10 @@ while :; do
             case "$seen" in *" $e "*) continue ;; esac
             say "add ${e%%=*} ${e#*=}"
             case ${e#*=} in
-                1209:7503) storage_test "${e%%=*}" ;;
-                1209:7500) sourcesink_test ;;
-                1d6b:0104) /usr/bin/xen-usbfs-check 2 1d6b:0104; say "gadget rc=$?" ;;
+                1209:7503@*) storage_test "${e%%=*}" ;;
+                1209:7500@*) sourcesink_test ;;
+                1209:7502@*) hold_input "${e%%=*}" ;;
+                1d6b:0104@*) /usr/bin/xen-usbfs-check 2 1d6b:0104; say "gadget rc=$?" ;;
             esac
         done
         seen=$now

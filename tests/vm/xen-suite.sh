@@ -9,7 +9,9 @@
 # dom0 (which uses xen-suite-domu.sh in the domUs): xl usbctrl-attach and usbctrl= in a
 # domain config against pvusbd, emulated devices enumerated by the domU's Linux, data
 # checked both ways (storage image, sourcesink through usbfs), hot-detach/attach by pvusb
-# and by xenstore port/N, xl usbctrl-detach and xl destroy leaving dom0 clean.
+# and by xenstore port/N, xl usbctrl-detach and xl destroy leaving dom0 clean, and pvusbd
+# restarted (kill -9, SIGTERM) under a running domU: its controller resumed and its devices
+# enumerated again, or (kill -9 with requests in flight) closed cleanly.
 # The last line is "xen: N passed, M failed"; the exit status is non-zero on any failure.
 # Needs root and libxen-dev (pkg-config xenstore xengnttab xenevtchn).
 set -euo pipefail
@@ -46,7 +48,7 @@ cc -static -O2 -Wall -Wextra -Werror -o "$tmp/xen-usbfs-check" "$HERE/xen-usbfs-
 
 log=$tmp/console.log
 set +e
-"$HERE/xen-vm.sh" --timeout "${PVUSB_XEN_SUITE_TIMEOUT:-900}" \
+"$HERE/xen-vm.sh" --timeout "${PVUSB_XEN_SUITE_TIMEOUT:-1500}" \
     --file "$BUILD/src/daemon/pvusbd:/usr/local/sbin/pvusbd" \
     --file "$BUILD/src/cli/pvusb:/usr/local/bin/pvusb" \
     --file "$HERE/xen-suite-hostile.sh:/root/xen-suite-hostile.sh" \
