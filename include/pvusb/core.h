@@ -69,6 +69,14 @@ int pvusb_hc_connect(struct pvusb_hc *hc, struct pvusb_xport *xp);
  * close the transport. Devices stay on their ports. No-op when none. */
 void pvusb_hc_disconnect(struct pvusb_hc *hc);
 
+/* Keep the next connection's urb ring progress in `j` (src/core/journal.h),
+ * so that a restarted daemon can take the rings over. Call before
+ * pvusb_hc_connect(); the controller uses it until that connection is
+ * disconnected (pvusb_hc_disconnect() returns), then forgets it: the caller
+ * owns and closes it. NULL: none (the default). -EBUSY while connected. */
+struct pvusb_ring_journal;
+int pvusb_hc_set_journal(struct pvusb_hc *hc, struct pvusb_ring_journal *j);
+
 struct pvusb_port_info {
 	unsigned port;
 	uint8_t speed;       /* 0 when empty */

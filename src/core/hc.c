@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "hc_internal.h"
+#include "journal.h"
 #include "util/log.h"
 #include "util/spin.h"
 
@@ -112,6 +113,7 @@ static void close_transport(struct pvusb_hc *hc)
 	hc->xp->ops->close(hc->xp);
 	hc->xp = NULL;
 	stage_free(hc);
+	hc->journal = NULL; /* the caller's again: attached for one connection */
 	hc->broken = false;
 	hc->broken_reason[0] = 0;
 	/* a frontend that comes back enumerates from scratch */
@@ -316,11 +318,24 @@ static int cmd_connect(struct pvusb_hc *hc, void *arg)
 	hc->broken = false;
 	usbif_urb_back_attach(&hc->urb, xp->urb_ring);
 	usbif_conn_back_attach(&hc->conn, xp->conn_ring);
-	/* a ring a restarted pvusbd resumes already holds responses */
+	/* A ring a restarted pvusbd resumes already holds responses. The conn
+	 * ring is answered strictly in order, one token per response, so its
+	 * published rsp_prod is exact; the urb ring's positions are the
+	 * journal's when there is one (journal.h). */
 	usbif_back_ring_continue(&hc->urb);
 	usbif_back_ring_continue(&hc->conn);
+	if (hc->journal)
+		pvusb_journal_positions(hc->journal, &hc->urb.prod_pvt, &hc->urb.cons);
 	hc_conn_reset_told(hc); /* announce every occupied port (C.2 rule 5) */
 	log_info("controller %s/%u: frontend %s connected", hc->cfg.frontend, hc->cfg.devid, xp->peer);
+	return 0;
+}
+
+static int cmd_set_journal(struct pvusb_hc *hc, void *arg)
+{
+	if (hc->xp)
+		return -EBUSY;
+	hc->journal = arg;
 	return 0;
 }
 
@@ -448,6 +463,11 @@ int pvusb_hc_detach(struct pvusb_hc *hc, unsigned port)
 int pvusb_hc_connect(struct pvusb_hc *hc, struct pvusb_xport *xp)
 {
 	return hc_call(hc, cmd_connect, xp);
+}
+
+int pvusb_hc_set_journal(struct pvusb_hc *hc, struct pvusb_ring_journal *j)
+{
+	return hc_call(hc, cmd_set_journal, j);
 }
 
 void pvusb_hc_disconnect(struct pvusb_hc *hc)

@@ -77,6 +77,7 @@ struct pvusb_hc {
 	uint32_t dev_event_ports; /* atomic: ports with a pending_event */
 
 	struct pvusb_xport *xp;
+	struct pvusb_ring_journal *journal; /* NULL: none; see journal.h */
 	struct usbif_ring urb, conn;
 	bool broken;
 	char broken_reason[96];

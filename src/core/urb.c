@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "hc_internal.h"
+#include "journal.h"
 #include "util/log.h"
 
 /* ---- buffer helpers for devices ---- */
@@ -91,6 +92,8 @@ void hc_set_broken(struct pvusb_hc *hc, const char *why)
 	if (hc->broken)
 		return;
 	hc->broken = true;
+	if (hc->journal)
+		pvusb_journal_set_broken(hc->journal); /* a restart must not resume these rings */
 	snprintf(hc->broken_reason, sizeof(hc->broken_reason), "%s", why);
 	log_err("controller %s/%u: frontend broke the ring protocol (%s); rings abandoned",
 		hc->cfg.frontend, hc->cfg.devid, why);
@@ -171,17 +174,22 @@ void pvusb_xfer_batch_end(void)
 		batch_flush(batch.hc[i]);
 }
 
-/* Post one response; rsp_lock held. Returns whether the caller must call
- * batch_flush(hc) after unlocking: the response is held by no batch, and
- * the reference taken here keeps hc until it is published. */
-static bool post_response_locked(struct pvusb_hc *hc, uint16_t id, int32_t status, int32_t actual,
-				 uint16_t start_frame, int32_t error_count)
+/* Post one response for slot `slot`, or -1 for a request answered at once;
+ * rsp_lock held. Returns whether the caller must call batch_flush(hc) after
+ * unlocking: the response is held by no batch, and the reference taken here
+ * keeps hc until it is published. */
+static bool post_response_locked(struct pvusb_hc *hc, int slot, uint16_t id, int32_t status,
+				 int32_t actual, uint16_t start_frame, int32_t error_count)
 {
 	hc->st.responses++;
 	if (hc->broken)
 		return false;
 	struct usbif_urb_response *rsp = usbif_ring_slot(&hc->urb, hc->urb.prod_pvt);
 	usbif_rsp_fill(rsp, id, status, actual, start_frame, error_count);
+	if (hc->journal && slot >= 0) /* after the content: journal.h */
+		pvusb_journal_answered(hc->journal, (unsigned)slot, hc->urb.prod_pvt);
+	else if (hc->journal) /* the request being taken: service thread */
+		pvusb_journal_answer_now(hc->journal, hc->urb.cons - 1, hc->urb.prod_pvt);
 	__atomic_store_n(&hc->urb.prod_pvt, hc->urb.prod_pvt + 1, __ATOMIC_RELEASE);
 	if (batch_hold_locked(hc))
 		return false;
@@ -193,7 +201,7 @@ static bool post_response_locked(struct pvusb_hc *hc, uint16_t id, int32_t statu
 static void respond_now(struct pvusb_hc *hc, uint16_t id, int32_t status)
 {
 	pthread_mutex_lock(&hc->rsp_lock);
-	bool flush = post_response_locked(hc, id, status, 0, 0, 0);
+	bool flush = post_response_locked(hc, -1, id, status, 0, 0, 0);
 	pthread_mutex_unlock(&hc->rsp_lock);
 	if (flush)
 		batch_flush(hc);
@@ -284,7 +292,7 @@ void pvusb_xfer_complete(struct pvusb_xfer *x)
 	unmap_slot(hc, s); /* every grant unmapped before the response (A.7) */
 
 	pthread_mutex_lock(&hc->rsp_lock);
-	bool flush = post_response_locked(hc, s->id, x->status, (int32_t)x->actual_length,
+	bool flush = post_response_locked(hc, (int)idx, s->id, x->status, (int32_t)x->actual_length,
 					  x->type == USBIF_PIPE_TYPE_ISOC ? x->rsp_start_frame : 0,
 					  x->type == USBIF_PIPE_TYPE_ISOC ? x->error_count : 0);
 	hc->ports[s->port].inflight--;
@@ -489,6 +497,8 @@ static void mark_busy(struct pvusb_hc *hc, struct hc_slot *s, unsigned port)
 {
 	unsigned idx = (unsigned)(s - hc->slots);
 	pthread_mutex_lock(&hc->rsp_lock);
+	if (hc->journal) /* request cons - 1 now in slot idx (journal.h) */
+		pvusb_journal_take(hc->journal, idx, s->id, hc->urb.cons - 1);
 	hc->ports[port].inflight++;
 	__atomic_or_fetch(&hc->busy_mask, 1u << idx, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&hc->rsp_lock);

@@ -171,7 +171,7 @@ static void note_xen_devices(const char *fe, int devid, int ports, json_object *
 	for (size_t i = 0; i < n && n_xen_devs < sizeof(xen_devs) / sizeof(xen_devs[0]); i++) {
 		json_object *o = json_object_array_get_idx(devs, i);
 		int port = jint(o, "port", 1, ports);
-		const char *dev = jstr(o, "device"), *busid = jstr(o, "busid");
+		const char *dev = pvusbd_get_str(o, "device"), *busid = pvusbd_get_str(o, "busid");
 		if (port < 0 || !dev || !*dev || strlen(dev) >= sizeof(xen_devs[0].device) || (busid && *busid))
 			continue; /* host devices come back from port/N */
 		struct xen_dev_rec *r = &xen_devs[n_xen_devs++];

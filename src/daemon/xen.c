@@ -15,6 +15,7 @@
  * once, backend to Closing) and never the daemon. The backend directory is
  * written by the toolstack in dom0, but is checked the same way.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 
 #include <xenstore.h>
 
+#include "core/journal.h"
 #include "daemon.h"
 #include "util/log.h"
 #include "xport/xen.h"
@@ -32,9 +34,6 @@
 enum { XB_INITIALISING = 1, XB_INITWAIT = 2, XB_INITIALISED = 3, XB_CONNECTED = 4,
        XB_CLOSING = 5, XB_CLOSED = 6 };
 
-/* Written by a pvusbd that exits cleanly to each backend it leaves
- * Connected: every request it took has been answered (see resume()). */
-#define HANDOVER_KEY "pvusbd-handover"
 #define XS_PORT_VALUE_MAX 256 /* longer port/N values are refused */
 #define MAX_DOMID 0x7fefu     /* DOMID_FIRST_RESERVED - 1 */
 #define MAX_EVTCHN 0x1ffffu   /* FIFO event channels: 2^17 ports */
@@ -45,10 +44,10 @@ struct xen_ctrl {
 	bool connected;  /* rings mapped and handed to the core */
 	bool failed;     /* the frontend's values were refused; wait for it to reset */
 	bool resume;     /* Connected by an earlier pvusbd: take over its rings */
-	bool handover;   /* ... which exited cleanly (HANDOVER_KEY) */
 	unsigned domid, devid;
 	struct pvusbd_hc *h; /* the daemon's table entry */
 	struct pvusb_hc *hc; /* h->hc as we made it, to notice removal behind our back */
+	struct pvusb_ring_journal *journal; /* while connected, when one could be kept */
 	int be_state;        /* what we last wrote to the backend's state */
 	char be[96], fe[96];
 	char token[48];
@@ -59,6 +58,7 @@ struct pvusbd_xen {
 	struct xs_handle *xs;
 	unsigned self;
 	char base[64]; /* /local/domain/<self>/backend/vusb */
+	char rings[200]; /* the ring journals' directory: rings/ next to the control socket */
 	bool starting; /* the first scan: controllers an earlier pvusbd served */
 	struct xen_ctrl ctrl[PVUSBD_MAX_HCS];
 };
@@ -189,16 +189,32 @@ static void domain_name(struct pvusbd_xen *x, unsigned domid, char *out, size_t 
 
 /* ---- the handshake (D.3) ---- */
 
-static void disconnect(struct pvusbd *d, struct xen_ctrl *c)
+/* The ring journal of a controller (journal.h): <rings>/<domid>-<devid>. */
+static void record_path(struct pvusbd_xen *x, const struct xen_ctrl *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%u-%u", x->rings, c->domid, c->devid);
+}
+
+/* `keep`: pvusbd is exiting and leaves the frontend Connected, so the ring
+ * journal stays for the next pvusbd to take the rings over; otherwise these
+ * rings are done with and their journal goes. */
+static void disconnect_keep(struct pvusbd *d, struct xen_ctrl *c, bool keep)
 {
 	if (!c->connected)
 		return;
 	c->connected = false;
 	if (ctrl_alive(c))
 		pvusb_hc_disconnect(c->hc); /* answers everything in flight, unmaps, unbinds */
+	pvusb_journal_close(c->journal, !keep); /* the controller has let go of it */
+	c->journal = NULL;
 	char nm[96];
 	log_info("xen: controller %s: frontend disconnected; grant maps live in pvusbd: %llu",
 		 ctrl_name(c, nm, sizeof(nm)), (unsigned long long)pvusb_xen_grants_live());
+}
+
+static void disconnect(struct pvusbd *d, struct xen_ctrl *c)
+{
+	disconnect_keep(d, c, false);
 }
 
 /* The three values the frontend published, parsed strictly. */
@@ -232,19 +248,57 @@ static void refuse(struct pvusbd_xen *x, struct xen_ctrl *c, const char *why)
 	set_be_state(x, c, XB_CLOSING);
 }
 
-/* A frontend an earlier pvusbd left Connected: what it left unanswered is
- * answered and the ports announced empty before the core takes the rings,
- * so the guest enumerates its devices afresh. */
-static int resume(struct xen_ctrl *c, struct pvusb_xport *xp, bool clean, char *err, size_t errlen)
+/* A journal for rings connected afresh (or taken over without one); without
+ * one the controller works as well, only a restart of pvusbd could then not
+ * take it over while requests are in flight. It starts where the core does,
+ * at the published rsp_prod (0 on fresh rings, A.3), and tags the ring page. */
+static struct pvusb_ring_journal *new_journal(struct pvusbd_xen *x, struct xen_ctrl *c,
+					      struct pvusb_xport *xp, const struct pvusb_journal_ident *id)
 {
-	char nm[96];
-	unsigned answered;
-	int rc = pvusb_xen_resume(xp, c->h->num_ports, clean, &answered, err, errlen);
-	if (rc == 0)
-		log_info("xen: controller %s: resuming the rings an earlier pvusbd served (%s); %u "
-			 "request(s) nobody answered answered with -ESHUTDOWN", ctrl_name(c, nm, sizeof(nm)),
-			 clean ? "it exited cleanly" : "it died", answered);
-	return rc;
+	char path[256], why[200], nm[96];
+	struct pvusb_ring_journal *j;
+	record_path(x, c, path, sizeof(path));
+	if (pvusb_journal_create(path, id, xp->urb_ring, &j, why, sizeof(why)) == 0)
+		return j;
+	log_err("xen: controller %s: no ring journal (%s): a restart of pvusbd will not take it "
+		"over while requests are in flight", ctrl_name(c, nm, sizeof(nm)), why);
+	return NULL;
+}
+
+/* A frontend an earlier pvusbd left Connected: what it left in flight is
+ * answered from its ring journal and the ports announced empty before the
+ * core takes the rings, so the guest enumerates its devices afresh. The
+ * journal (the earlier one, or a new one when there was none and nothing
+ * was unanswered) is in *j on success. */
+static int resume(struct pvusbd_xen *x, struct xen_ctrl *c, struct pvusb_xport *xp,
+		  const struct pvusb_journal_ident *id, struct pvusb_ring_journal **j, char *err,
+		  size_t errlen)
+{
+	char nm[96], path[256], why[200];
+	struct pvusb_journal_result res;
+	record_path(x, c, path, sizeof(path));
+	int rc = pvusb_journal_open(path, id, j, why, sizeof(why));
+	if (rc < 0) {
+		log_warn("xen: controller %s: no ring journal of these rings (%s); resuming only if "
+			 "nothing is unanswered", ctrl_name(c, nm, sizeof(nm)), why);
+		*j = NULL;
+	}
+	bool had = *j != NULL;
+	rc = pvusb_xen_resume(xp, c->h->num_ports, j, &res, err, errlen);
+	if (had && !*j)
+		log_warn("xen: controller %s: its ring journal is of rings the frontend has set up afresh "
+			 "since; resuming only if nothing is unanswered", ctrl_name(c, nm, sizeof(nm)));
+	if (rc == 0 && !*j)
+		*j = new_journal(x, c, xp, id);
+	if (rc < 0) {
+		pvusb_journal_close(*j, false); /* kept: it tells what happened */
+		*j = NULL;
+		return rc;
+	}
+	log_info("xen: controller %s: resuming the rings an earlier pvusbd served; %u request(s) "
+		 "it had in flight answered -ESHUTDOWN, %u response(s) it had written published",
+		 ctrl_name(c, nm, sizeof(nm)), res.answered, res.published - res.answered);
+	return 0;
 }
 
 /* Not hostile, just not resumable: the guest loses this controller, cleanly. */
@@ -259,22 +313,34 @@ static void cannot_resume(struct pvusbd_xen *x, struct xen_ctrl *c, const char *
 
 static void connect(struct pvusbd *d, struct pvusbd_xen *x, struct xen_ctrl *c)
 {
-	struct pvusb_xen_rings r;
+	struct pvusb_xen_rings r = {0};
 	struct pvusb_xport *xp;
+	struct pvusb_ring_journal *j = NULL;
 	char err[200], peer[64];
 	int rc = read_rings(x, c, &r, err, sizeof(err));
 	if (rc == 0) {
 		snprintf(peer, sizeof(peer), "xen:dom%u/%u", c->domid, c->devid);
 		rc = pvusb_xen_xport_create(&r, peer, &xp, err, sizeof(err));
 	}
-	bool resuming = c->resume, clean = c->handover;
-	c->resume = c->handover = false; /* once: a frontend that starts over gets fresh rings */
+	struct pvusb_journal_ident id = {.domid = c->domid, .devid = c->devid, .urb_ref = r.urb_ref,
+					 .conn_ref = r.conn_ref, .evtchn = r.evtchn};
+	bool resuming = c->resume;
+	c->resume = false; /* once: a frontend that starts over gets fresh rings */
 	int resumed = 0;
-	if (rc == 0 && resuming && (resumed = rc = resume(c, xp, clean, err, sizeof(err))) < 0)
+	if (rc == 0 && resuming && (resumed = rc = resume(x, c, xp, &id, &j, err, sizeof(err))) < 0) {
 		xp->ops->close(xp);
-	else if (rc == 0 && (rc = pvusb_hc_connect(c->hc, xp)) < 0) {
-		xp->ops->close(xp);
-		snprintf(err, sizeof(err), "cannot connect the rings: %s", strerror(-rc));
+	} else if (rc == 0) {
+		if (!resuming)
+			j = new_journal(x, c, xp, &id);
+		if ((rc = pvusb_hc_set_journal(c->hc, j)) == 0)
+			rc = pvusb_hc_connect(c->hc, xp);
+		if (rc < 0) {
+			pvusb_hc_set_journal(c->hc, NULL);
+			pvusb_journal_close(j, true);
+			j = NULL;
+			xp->ops->close(xp);
+			snprintf(err, sizeof(err), "cannot connect the rings: %s", strerror(-rc));
+		}
 	}
 	if (resumed == -EBUSY) {
 		cannot_resume(x, c, err);
@@ -284,6 +350,7 @@ static void connect(struct pvusbd *d, struct pvusbd_xen *x, struct xen_ctrl *c)
 		refuse(x, c, err);
 		return;
 	}
+	c->journal = j;
 	c->connected = true;
 	set_be_state(x, c, XB_CONNECTED);
 }
@@ -440,25 +507,6 @@ static int make_hc(struct pvusbd *d, struct pvusbd_xen *x, struct xen_ctrl *c, c
 	return 0;
 }
 
-/* Whether an earlier pvusbd said it exited cleanly. The mark is removed at
- * once, whatever happens next: a mark left behind would make a later crash
- * look clean. One that cannot be removed is not trusted. */
-static bool take_handover(struct pvusbd_xen *x, struct xen_ctrl *c)
-{
-	char path[160];
-	char *v = xs_get(x, "%s/" HANDOVER_KEY, c->be);
-	if (!v)
-		return false;
-	bool one = !strcmp(v, "1");
-	free(v);
-	snprintf(path, sizeof(path), "%s/" HANDOVER_KEY, c->be);
-	if (!xs_rm(x->xs, XBT_NULL, path)) {
-		log_err("xen: cannot remove %s: %s", path, strerror(errno));
-		return false;
-	}
-	return one;
-}
-
 /* A fresh backend (state 1) goes to InitWait at once: libxl waits only
  * ~10 s. One an earlier pvusbd connected, with its frontend still Connected,
  * is resumed: xen-hcd never reconnects by itself once it has seen Closing
@@ -471,14 +519,12 @@ static void initial_state(struct pvusbd_xen *x, struct xen_ctrl *c)
 	if (xs_get_uint(x, c->be, "state", 0, 8, &s) < 0)
 		s = XB_INITIALISING;
 	c->be_state = (int)s;
-	bool handover = take_handover(x, c);
 	if (s <= XB_INITIALISING) {
 		set_be_state(x, c, XB_INITWAIT);
 	} else if (s == XB_CONNECTED && xs_get_uint(x, c->fe, "state", 0, 8, &fs) == 0 &&
 		   fs == XB_CONNECTED && be_online(x, c)) {
 		log_info("xen: backend %s was connected by an earlier pvusbd; resuming it", c->be);
 		c->resume = true;
-		c->handover = handover;
 	} else if (s == XB_INITIALISED || s == XB_CONNECTED) {
 		log_warn("xen: backend %s was connected by an earlier pvusbd; closing it "
 			 "(re-create it with xl usbctrl-detach/usbctrl-attach)", c->be);
@@ -701,6 +747,35 @@ void pvusbd_xen_event(struct pvusbd *d)
 
 /* ---- the daemon's hooks ---- */
 
+/* Ring journals no controller found at start will resume: frontends that
+ * went away or started over while no pvusbd ran. Only names of our own
+ * form are touched. */
+static void prune_journals(struct pvusbd_xen *x)
+{
+	DIR *dir = opendir(x->rings);
+	struct dirent *e;
+	if (!dir)
+		return;
+	while ((e = readdir(dir)) != NULL) {
+		char num[16];
+		unsigned long domid, devid;
+		size_t k = strcspn(e->d_name, "-");
+		if (k == 0 || k >= sizeof(num) || e->d_name[k] != '-')
+			continue;
+		memcpy(num, e->d_name, k);
+		num[k] = 0;
+		if (!parse_uint(num, MAX_DOMID, &domid) || !parse_uint(e->d_name + k + 1, INT32_MAX, &devid))
+			continue;
+		struct xen_ctrl *c = find_ctrl(x, (unsigned)domid, (unsigned)devid);
+		if (c && c->resume)
+			continue;
+		if (unlinkat(dirfd(dir), e->d_name, 0) == 0)
+			log_info("xen: ring journal %s/%s removed: no connected frontend of it to resume",
+				 x->rings, e->d_name);
+	}
+	closedir(dir);
+}
+
 int pvusbd_xen_init(struct pvusbd *d)
 {
 	struct pvusbd_xen *x = calloc(1, sizeof(*x));
@@ -721,6 +796,11 @@ int pvusbd_xen_init(struct pvusbd *d)
 	free(v);
 	x->self = (unsigned)self;
 	snprintf(x->base, sizeof(x->base), "/local/domain/%u/backend/vusb", x->self);
+	const char *slash = strrchr(d->sock_path, '/');
+	if (slash)
+		snprintf(x->rings, sizeof(x->rings), "%.*s/rings", (int)(slash - d->sock_path), d->sock_path);
+	else
+		snprintf(x->rings, sizeof(x->rings), "rings");
 	if (!xs_watch(x->xs, x->base, "be")) { /* fires once at once: the initial scan */
 		int e = errno;
 		log_err("xen: cannot watch %s: %s; the xen transport is off", x->base, strerror(e));
@@ -737,6 +817,7 @@ int pvusbd_xen_init(struct pvusbd *d)
 	scan_all(d, x);
 	x->starting = false;
 	pvusbd_state_xen_forget();
+	prune_journals(x);
 	return xs_fileno(x->xs);
 }
 
@@ -746,9 +827,11 @@ bool pvusbd_xen_owns_fd(struct pvusbd *d, int fd)
 }
 
 /* On shutdown every request in flight is answered and the rings let go,
- * but the backends stay Connected: a pvusbd started again resumes them (see
- * initial_state), whereas Closing would make xen-hcd drop its controller
- * for good. The backend directories stay for libxl, as usual. */
+ * but the backends stay Connected and their ring journals stay: a pvusbd
+ * started again resumes them (see initial_state), whereas Closing would
+ * make xen-hcd drop its controller for good. The journal then shows every
+ * request answered, as after a crash with nothing in flight: one takeover
+ * for both. The backend directories stay for libxl, as usual. */
 void pvusbd_xen_fini(struct pvusbd *d)
 {
 	struct pvusbd_xen *x = d->xen;
@@ -756,12 +839,8 @@ void pvusbd_xen_fini(struct pvusbd *d)
 		return;
 	for (int i = 0; i < PVUSBD_MAX_HCS; i++) {
 		struct xen_ctrl *c = &x->ctrl[i];
-		if (!c->used || c->bad || !ctrl_alive(c))
-			continue;
-		bool was = c->connected;
-		disconnect(d, c); /* answers everything taken: the rings are consistent */
-		if (was && xs_put_existing(x, c->be, HANDOVER_KEY, "1") < 0)
-			log_err("xen: cannot write %s/" HANDOVER_KEY, c->be);
+		if (c->used && !c->bad && ctrl_alive(c))
+			disconnect_keep(d, c, true);
 	}
 	xs_close(x->xs);
 	free(x);

@@ -30,18 +30,25 @@ int pvusb_xen_xport_create(const struct pvusb_xen_rings *r, const char *peer,
 
 /*
  * Take over a frontend that an earlier pvusbd process served and left
- * Connected (a restart), then announce every port empty on the conn ring.
- * `clean`: that process answered every request it took before it exited
- * (it said so in xenstore), so the requests still unanswered were never
- * taken; they are answered -ESHUTDOWN (*answered of them). Without it only
- * a ring with nothing unanswered can be taken over: -EBUSY otherwise.
- * Everything is read from the shared pages once and checked: a value that
- * cannot be right gives -EPROTO. On failure err says why and the caller
- * must drop the frontend (Closing). Call between pvusb_xen_xport_create()
- * and pvusb_hc_connect().
+ * Connected (a restart), then announce every port empty on the conn ring so
+ * that the devices the core announces next are enumerated afresh (the conn
+ * ring needs no journal: it is answered strictly in order, one token per
+ * response, so its published rsp_prod is exact and a response written but
+ * not published is simply written again).
+ * `*j`: that process's journal of these rings (src/core/journal.h): every
+ * request it left in flight is answered -ESHUTDOWN and its unpublished
+ * responses are published (*res says how many); -EPROTO when the record or
+ * the ring holds a value that cannot be right. Without one (NULL), or with
+ * one of rings the frontend has since replaced (then closed and *j set to
+ * NULL), only a ring with nothing unanswered can be taken over: -EBUSY
+ * otherwise. On failure
+ * err says why and the caller must drop the frontend (Closing). Call between
+ * pvusb_xen_xport_create() and pvusb_hc_connect().
  */
-int pvusb_xen_resume(struct pvusb_xport *xp, unsigned num_ports, bool clean, unsigned *answered,
-		     char *err, size_t errlen);
+struct pvusb_ring_journal;
+struct pvusb_journal_result;
+int pvusb_xen_resume(struct pvusb_xport *xp, unsigned num_ports, struct pvusb_ring_journal **j,
+		     struct pvusb_journal_result *res, char *err, size_t errlen);
 
 /* The daemon's state file keeps the emulated devices of xen controllers,
  * which xenstore's port/N does not name (src/daemon/state.c): the device

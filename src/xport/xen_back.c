@@ -28,6 +28,7 @@
 #include <xentoollog.h>
 #include <xen/grant_table.h>
 
+#include "core/journal.h"
 #include "pvusb/ring.h"
 #include "xport/xen.h"
 
@@ -298,57 +299,20 @@ int pvusb_xen_xport_create(const struct pvusb_xen_rings *r, const char *peer,
 	return 0;
 }
 
-/*
- * The requests between the published rsp_prod and req_prod. After a clean
- * handover the earlier pvusbd answered everything it took, so these are
- * requests nobody took, intact in their slots: each is answered -ESHUTDOWN
- * (xen-hcd fails that URB; the device is enumerated afresh anyway). After a
- * crash they are not: responses go out of order, so a slot there may hold a
- * request already answered while a request in flight was overwritten by a
- * response. Answering by slot could then answer an id twice, which xen-hcd
- * treats as a protocol error that kills the controller; the in-flight ids
- * are unknowable, so such a ring is not resumed. All ids are checked before
- * anything is written.
- */
-static int answer_orphans(struct pvusb_xport *xp, bool clean, unsigned *answered, bool *notify,
-			  char *err, size_t errlen)
+/* No journal (an earlier pvusbd that kept none, or a record lost): the ids
+ * in flight are unknowable (responses complete out of order and overwrite
+ * request slots), and answering by slot could answer an id twice, which
+ * xen-hcd treats as a protocol error. Only a ring with nothing unanswered
+ * is taken over then. */
+static int urb_ring_idle(struct pvusb_xport *xp, char *err, size_t errlen)
 {
-	struct usbif_ring r;
-	uint16_t ids[USB_URB_RING_SIZE];
-	uint32_t seen = 0;
-	usbif_urb_back_attach(&r, xp->urb_ring);
-	usbif_back_ring_continue(&r);
-	uint32_t n = usbif_idx_load(&r.sring->req_prod) - r.cons;
-	usbif_rmb();
-	if (n > r.nr_ents) {
-		snprintf(err, errlen, "urb ring: requests %u ahead of responses (ring holds %u)", n,
-			 r.nr_ents);
-		return -EPROTO;
-	}
-	if (n && !clean) {
-		snprintf(err, errlen, "%u request(s) were in flight when the earlier pvusbd died, and "
-			 "which ones died with it", n);
-		return -EBUSY;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		const struct usbif_urb_request *req = usbif_ring_slot(&r, r.cons + i);
-		uint16_t id = __atomic_load_n(&req->id, __ATOMIC_RELAXED);
-		if (id >= USB_URB_RING_SIZE || (seen & (1u << id))) {
-			snprintf(err, errlen, "urb ring: unanswered request id %u is %s", id,
-				 id >= USB_URB_RING_SIZE ? "out of range" : "there twice");
-			return -EPROTO;
-		}
-		seen |= 1u << id;
-		ids[i] = id;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		const struct usbif_urb_response rsp = {.id = ids[i], .status = -ESHUTDOWN};
-		memcpy(usbif_ring_slot(&r, r.prod_pvt++), &rsp, sizeof(rsp));
-	}
-	*answered = n;
-	if (n && usbif_back_push_responses(&r))
-		*notify = true;
-	return 0;
+	const struct usbif_ring_hdr *h = xp->urb_ring;
+	uint32_t n = usbif_idx_load(&h->req_prod) - usbif_idx_load(&h->rsp_prod);
+	if (n == 0)
+		return 0;
+	snprintf(err, errlen, "%u request(s) unanswered and no ring journal to tell which were in "
+		 "flight", n);
+	return -EBUSY;
 }
 
 /* The guest still sees the devices the dead process announced, at addresses
@@ -386,12 +350,18 @@ static int clear_ports(struct pvusb_xport *xp, unsigned num_ports, bool *notify,
 	return 0;
 }
 
-int pvusb_xen_resume(struct pvusb_xport *xp, unsigned num_ports, bool clean, unsigned *answered,
-		     char *err, size_t errlen)
+int pvusb_xen_resume(struct pvusb_xport *xp, unsigned num_ports, struct pvusb_ring_journal **j,
+		     struct pvusb_journal_result *res, char *err, size_t errlen)
 {
 	bool notify = false;
-	*answered = 0;
-	int rc = answer_orphans(xp, clean, answered, &notify, err, errlen);
+	memset(res, 0, sizeof(*res));
+	int rc = *j ? pvusb_journal_takeover(*j, xp->urb_ring, res, err, errlen) : -ESTALE;
+	if (rc == -ESTALE) { /* a journal of rings the frontend has replaced since */
+		pvusb_journal_close(*j, false);
+		*j = NULL;
+		rc = urb_ring_idle(xp, err, errlen);
+	}
+	notify = res->published != 0;
 	if (rc == 0)
 		rc = clear_ports(xp, num_ports, &notify, err, errlen);
 	if (notify)

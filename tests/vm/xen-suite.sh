@@ -10,8 +10,9 @@
 # domain config against pvusbd, emulated devices enumerated by the domU's Linux, data
 # checked both ways (storage image, sourcesink through usbfs), hot-detach/attach by pvusb
 # and by xenstore port/N, xl usbctrl-detach and xl destroy leaving dom0 clean, and pvusbd
-# restarted (kill -9, SIGTERM) under a running domU: its controller resumed and its devices
-# enumerated again, or (kill -9 with requests in flight) closed cleanly.
+# restarted (kill -9 idle, SIGTERM, kill -9 with a URB in flight) under a running domU: its
+# controller resumed from the ring journal, every request answered once, its devices
+# enumerated again and moving data.
 # The last line is "xen: N passed, M failed"; the exit status is non-zero on any failure.
 # Needs root and libxen-dev (pkg-config xenstore xengnttab xenevtchn).
 set -euo pipefail
