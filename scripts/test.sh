@@ -41,8 +41,8 @@ tests/vm/libusb-vm.sh build > /tmp/pvusb-libusb-vm.out 2>&1 || cat /tmp/pvusb-li
 grep -E '^libusb: [0-9]+ passed, [0-9]+ failed$' /tmp/pvusb-libusb-vm.out | tail -n 1 >> "$log" ||
   echo "libusb_vm: 0 passed, 1 failed" >> "$log"
 # 6. real Xen 4.17 in QEMU: pvusbd as xl's vusb backend for the real xen-hcd in PV domUs
-#    Xen under QEMU TCG sometimes loses the machine itself (crash or hang with no result,
-#    also with no pvusb part running): then, and only then, the suite runs once more.
+#    If Xen under QEMU TCG loses the machine itself (a crash or hang with no result, or a
+#    crashed program that is not pvusb's), and only then, the suite runs once more.
 tests/vm/xen-suite.sh > /tmp/pvusb-xen.out 2>&1 ||
   { grep -q 'the machine gave no result' /tmp/pvusb-xen.out &&
     echo "xen: the test machine died, running the suite again" >&2 &&

@@ -67,10 +67,10 @@ be_dir() { echo "/local/domain/0/backend/vusb/$1/$2"; }
 fe_dir() { echo "/local/domain/$1/device/vusb/$2"; }
 log_has() { grep -qE -- "$1" /tmp/pvusbd.log; }
 
-# This machine (Xen PV under QEMU TCG) crashes or wedges an ordinary dom0 process now and
-# then, with no pvusbd and no USB at all (measured: 3 segfaults in 150 s of fork-heavy
-# loops in a control run). So every poll here runs under `timeout` and is retried, and
-# uses as few processes as it can.
+# With lazy FPU switching this machine (Xen PV under QEMU TCG) crashed or wedged ordinary
+# dom0 processes, with no pvusbd and no USB at all; xen-vm.sh now boots Xen with eager FPU
+# switching, which ended that. Every poll here still runs under `timeout` and is retried,
+# so that one stuck process fails one check instead of the suite.
 console() { echo "/var/log/xen/console/guest-$1.log"; }
 count_domu() { # PATTERN NAME: lines of NAME's console matching PATTERN ("" if the grep died)
     timeout 10 grep -acE -- "$1" "$(console "$2")"

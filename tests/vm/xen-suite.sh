@@ -72,8 +72,9 @@ else
     echo "xen-suite: the machine gave no result (xen-vm.sh rc=$rc)" >&2
 fi
 [ "$rc" = 0 ] || [ "$f" != 0 ] || f=1
-# This machine (Xen PV under QEMU TCG) crashes ordinary processes now and then, in dom0 and
-# in the domUs, also with no pvusb part running (xen-suite-dom0.sh). A failed run in which
+# This machine (Xen PV under QEMU TCG) crashed ordinary processes in dom0 and the domUs, also
+# with no pvusb part running, until xen-vm.sh made Xen switch FPU state eagerly (see there).
+# That guard stays: a failed run in which
 # the kernel reports such a crash of a program that is not ours (bash, grep, busybox...)
 # says nothing about pvusb: it is reported as a run without a result, so that test.sh runs
 # the suite once more. Crashes of pvusbd or pvusb never count as the machine's.

@@ -32,7 +32,7 @@
 # Environment knobs: PVUSB_XEN_CACHE (default /var/cache/pvusb-xen), PVUSB_XEN_SMP (1),
 # PVUSB_XEN_MEM (QEMU MiB, 3072), PVUSB_XEN_DOM0_MEM (1024M), PVUSB_XEN_DOM0_ARGS (extra
 # dom0 kernel arguments, no commas), PVUSB_XEN_XEN_ARGS (extra Xen arguments),
-# PVUSB_XEN_KEEP=1 keeps the per-run work directory (serial log) and prints its path.
+# PVUSB_XEN_CPU (QEMU -cpu model, max), PVUSB_XEN_KEEP=1 keeps the per-run work directory (serial log) and prints its path.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -510,7 +510,12 @@ run_vm() {
     local xen_args="console=com1 com1=115200,8n1 dom0_mem=${PVUSB_XEN_DOM0_MEM:-1024M},max:${PVUSB_XEN_DOM0_MEM:-1024M}"
     # smap/smep=hvm: under TCG with -cpu max a PV dom0 otherwise dies at once (#PF in
     # create_bounce_frame). noreboot: a crash halts instead of looping through reboots.
-    xen_args+=" dom0_max_vcpus=${PVUSB_XEN_SMP:-1} smap=hvm smep=hvm noreboot ${PVUSB_XEN_XEN_ARGS:-}"
+    # spec-ctrl=eager-fpu: QEMU's max CPU says AMD, and on AMD Xen switches FPU/SSE state
+    # lazily (CR0.TS, #NM on first use). Under QEMU 7.2's TCG that loses or mixes vCPUs'
+    # SSE/AVX state: with lazy switching, processes in dom0 and the domUs died within
+    # ~30-90 s of domUs running (malloc finding zeroed free-list pointers in bash, GPFs in
+    # libc; also with AVX off), with no pvusb part involved. Eager switching: 0 crashes.
+    xen_args+=" dom0_max_vcpus=${PVUSB_XEN_SMP:-1} smap=hvm smep=hvm spec-ctrl=eager-fpu noreboot ${PVUSB_XEN_XEN_ARGS:-}"
     local dom0_args="console=hvc0 rdinit=/init panic_on_oops=1 ${PVUSB_XEN_DOM0_ARGS:-}"
     [[ $dom0_args != *,* ]] || die "PVUSB_XEN_DOM0_ARGS must not contain a comma (QEMU module separator)"
     # One vCPU by default: measured here, a dom0 pipeline (`tr | grep`) took 0.86 s with
@@ -518,7 +523,7 @@ run_vm() {
     # smoke test 66 s against 53 s, and the host's 2 cores are shared with other work.
     # One grep in dom0 also died once of a GPF in libc with -smp 2 (never seen with 1).
     start=$(date +%s.%N)
-    qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${PVUSB_XEN_SMP:-1}" \
+    qemu-system-x86_64 -accel tcg,thread=multi -cpu "${PVUSB_XEN_CPU:-max}" -smp "${PVUSB_XEN_SMP:-1}" \
         -m "${PVUSB_XEN_MEM:-3072}" -machine q35 -display none -no-reboot -nic none \
         -serial "file:$log" -kernel "$C/xen.elf" -append "$xen_args" \
         -initrd "$VMLINUZ $dom0_args,$INITRD" </dev/null >"$W/qemu.out" 2>&1 &
