@@ -91,6 +91,12 @@ int pvusb_front_unlink(struct pvusb_front *f, struct pvusb_urb *u);
 int pvusb_front_poll(struct pvusb_front *f);
 /* Like poll, but waits up to timeout_ms (-1: forever) for at least one. */
 int pvusb_front_wait(struct pvusb_front *f, int timeout_ms);
+/* Like wait, but also returns (after handling what has arrived) as soon as
+ * one of the caller's `extra` fds (at most 254) has an event it asked for; the
+ * fds' revents are filled in (0 when none fired). For a caller's own event
+ * loop around one frontend. */
+struct pollfd;
+int pvusb_front_wait_fds(struct pvusb_front *f, struct pollfd *extra, unsigned nextra, int timeout_ms);
 /* Submit and wait for this URB; returns its status, -ETIMEDOUT (after
  * unlinking it and waiting for its completion) or a submit error. */
 int pvusb_front_run(struct pvusb_front *f, struct pvusb_urb *u, int timeout_ms);

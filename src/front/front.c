@@ -476,15 +476,24 @@ static bool anything_arrived(void *arg)
 }
 
 /* Sleep until the backend notifies, the daemon hangs up, or timeout. */
-static int sleep_for_event(struct pvusb_front *f, int timeout_ms)
+#define MAX_EXTRA_FDS 254
+
+/* Sleep until the backend notifies, pvusbd goes away, one of the caller's
+ * `extra` fds is ready, or timeout_ms passes. */
+static int sleep_for_event(struct pvusb_front *f, struct pollfd *extra, unsigned nextra, int timeout_ms)
 {
 	bool hostile = false;
 	if (usbif_front_final_check(&f->urb, &hostile) || usbif_front_final_check(&f->conn, &hostile))
 		return 0;
-	struct pollfd pfd[2] = {{.fd = f->kick_fe, .events = POLLIN}, {.fd = f->sock, .events = POLLIN}};
-	int rc = poll(pfd, 2, timeout_ms);
+	struct pollfd pfd[2 + MAX_EXTRA_FDS] = {{.fd = f->kick_fe, .events = POLLIN},
+						{.fd = f->sock, .events = POLLIN}};
+	for (unsigned i = 0; i < nextra; i++)
+		pfd[2 + i] = extra[i];
+	int rc = poll(pfd, 2 + nextra, timeout_ms);
 	if (rc < 0)
 		return errno == EINTR ? 0 : -errno;
+	for (unsigned i = 0; i < nextra; i++)
+		extra[i].revents = pfd[2 + i].revents;
 	if (pfd[0].revents & POLLIN) {
 		uint64_t v;
 		ssize_t n = read(f->kick_fe, &v, sizeof(v));
@@ -502,6 +511,15 @@ static int sleep_for_event(struct pvusb_front *f, int timeout_ms)
 
 int pvusb_front_wait(struct pvusb_front *f, int timeout_ms)
 {
+	return pvusb_front_wait_fds(f, NULL, 0, timeout_ms);
+}
+
+int pvusb_front_wait_fds(struct pvusb_front *f, struct pollfd *extra, unsigned nextra, int timeout_ms)
+{
+	if (nextra > MAX_EXTRA_FDS)
+		return -EINVAL;
+	for (unsigned i = 0; i < nextra; i++)
+		extra[i].revents = 0;
 	uint64_t start = pvusb_now_ns();
 	uint64_t end = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000u;
 	for (;;) {
@@ -516,9 +534,12 @@ int pvusb_front_wait(struct pvusb_front *f, int timeout_ms)
 		if (now >= end)
 			return 0;
 		int left = timeout_ms < 0 ? -1 : (int)((end - now + 999999) / 1000000);
-		int rc = sleep_for_event(f, left);
+		int rc = sleep_for_event(f, extra, nextra, left);
 		if (rc == -EPIPE)
 			return rc;
+		for (unsigned i = 0; i < nextra; i++)
+			if (extra[i].revents)
+				return pvusb_front_poll(f);
 	}
 }
 
