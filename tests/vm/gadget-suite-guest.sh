@@ -173,6 +173,90 @@ kill "$pvusbd_pid" 2>/dev/null || true
 pvusbd_rc=0
 wait "$pvusbd_pid" || pvusbd_rc=$?
 check "copy path: pvusbd exits cleanly on SIGTERM (status $pvusbd_rc)" [ "$pvusbd_rc" -eq 0 ]
+# ---- pvusb-usbipd: emulated devices to Linux's own USB/IP client (usbip + vhci-hcd) ----
+# Last: loading vhci-hcd adds USB buses. The client is the guest's kernel, over loopback.
+say "pvusb-usbipd: sourcesink and storage exported over USB/IP to usbip attach / vhci-hcd"
+UIMG=/tmp/usbip.img
+dd if=/dev/zero of=$UIMG bs=1M count=8 2>/dev/null
+pvusbd -q --no-state -s "$SOCK" >/tmp/pvusbd-usbip.log 2>&1 &
+pvusbd_pid=$!
+gadget_wait_for 10 test -S "$SOCK" || true
+ck "usbip: controller 'usbip' with the emulated sourcesink (port 1) and storage (port 2)" sh -c \
+    "pvusb usbctrl-attach usbip && pvusb usbdev-attach usbip sourcesink controller=0 port=1 &&
+     pvusb usbdev-attach usbip storage:$UIMG controller=0 port=2"
+pvusb-usbipd -n usbip -l 127.0.0.1 >/tmp/usbipd.log 2>&1 &
+usbipd_pid=$!
+vhci_dev() { # VID PID: the sysfs name of that device on a vhci-hcd bus
+    local d
+    for d in /sys/bus/usb/devices/*; do
+        [ "$(cat "$d/idVendor" 2>/dev/null):$(cat "$d/idProduct" 2>/dev/null)" = "$1:$2" ] || continue
+        case $(readlink -f "$d") in *vhci_hcd*) basename "$d"; return 0 ;; esac
+    done
+    return 1
+}
+listed() { usbip list -r 127.0.0.1 >/tmp/usbip-list.out 2>&1 && grep -q "pvusb-$1:" /tmp/usbip-list.out; }
+usbip_sd() { # the sd disk behind the vhci-attached storage
+    local b
+    for b in /sys/block/sd*; do
+        case $(readlink -f "$b") in *vhci_hcd*) basename "$b"; return 0 ;; esac
+    done
+    return 1
+}
+ck "usbip: vhci-hcd loaded" modprobe vhci-hcd
+offers_both() {
+    gadget_wait_for 10 listed 1 && grep -q '1209:7500' /tmp/usbip-list.out &&
+        grep -q 'pvusb-2:' /tmp/usbip-list.out && grep -q '1209:7503' /tmp/usbip-list.out ||
+        { cat /tmp/usbip-list.out; return 1; }
+}
+ck "usbip: 'usbip list -r' shows pvusb-1 (1209:7500) and pvusb-2 (1209:7503)" offers_both
+ck "usbip: 'usbip attach -b pvusb-1' succeeds" usbip attach -r 127.0.0.1 -b pvusb-1
+vhci_has() { vhci_dev "$1" "$2" >/dev/null; }
+check "usbip: the guest kernel enumerates 1209:7500 on the vhci-hcd bus" gadget_wait_for 15 vhci_has 1209 7500
+ck "usbip: sourcesink through USB/IP: control loopback, 2 MiB bulk IN verified, 2 MiB bulk OUT accepted" \
+    usbfs_check 2 1209:7500
+offers_only_2() { listed 2 && ! grep -q 'pvusb-1:' /tmp/usbip-list.out; }
+ck "usbip: 'usbip list -r' no longer offers the imported pvusb-1" offers_only_2
+ck "usbip: 'usbip attach -b pvusb-2' succeeds" usbip attach -r 127.0.0.1 -b pvusb-2
+has_sd() { usbip_sd >/dev/null; }
+check "usbip: the storage becomes a disk through usb-storage" gadget_wait_for 20 has_sd
+usbip_disk_rw() {
+    local sd
+    sd=$(usbip_sd) || return 1
+    dd if=/dev/urandom of=/tmp/usbip-data bs=64k count=48 2>/dev/null &&
+        dd if=/tmp/usbip-data of="/dev/$sd" bs=64k seek=16 oflag=direct 2>/dev/null && sync &&
+        dd if="/dev/$sd" of=/tmp/usbip-back bs=64k skip=16 count=48 iflag=direct 2>/dev/null &&
+        cmp /tmp/usbip-data /tmp/usbip-back &&
+        dd if=$UIMG of=/tmp/usbip-img bs=64k skip=16 count=48 2>/dev/null &&
+        cmp /tmp/usbip-data /tmp/usbip-img
+}
+ck "usbip: 3 MiB written with O_DIRECT read back, and the same bytes in pvusbd's image file" usbip_disk_rw
+in_use() { [ "$(usbip port 2>/dev/null | grep -c 'Port in Use')" -ge 2 ]; }
+ck "usbip: 'usbip port' lists both imports" in_use
+vhci_gone() { ! vhci_dev "$1" "$2" >/dev/null; }
+detach_ss() { # the vhci port whose import is pvusb-1 ("Port 00: <Port in Use> ...")
+    local p
+    p=$(usbip port 2>/dev/null | grep -B3 'pvusb-1' | sed -n 's/^Port \([0-9]*\):.*/\1/p' | head -n 1)
+    [ -n "$p" ] && usbip detach -p "$p"
+}
+ck "usbip: 'usbip detach' of the sourcesink" detach_ss
+check "usbip: 1209:7500 gone from the vhci bus" gadget_wait_for 10 vhci_gone 1209 7500
+check "usbip: pvusb-1 offered again after the client let it go" gadget_wait_for 10 listed 1
+ck "usbip: pvusb usbdev-detach of the imported storage" pvusb usbdev-detach usbip 0 2
+check "usbip: the storage leaves the guest by itself (the server closed its client)" \
+    gadget_wait_for 15 vhci_gone 1209 7503
+kill "$usbipd_pid" 2>/dev/null || true
+usbipd_rc=0
+wait "$usbipd_pid" || usbipd_rc=$?
+check "usbip: pvusb-usbipd exits cleanly on SIGTERM (status $usbipd_rc)" [ "$usbipd_rc" -eq 0 ]
+kill "$pvusbd_pid" 2>/dev/null || true
+wait "$pvusbd_pid" || true
+if [ "$failed" -ne 0 ]; then
+    echo "---- pvusb-usbipd log ----"
+    tail -n 30 /tmp/usbipd.log
+    echo "---- pvusbd log (usbip) ----"
+    tail -n 20 /tmp/pvusbd-usbip.log
+fi
+
 if [ "$failed" -ne 0 ]; then
     echo "---- pvusbd log ----"
     tail -n 40 /tmp/pvusbd.log

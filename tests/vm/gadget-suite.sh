@@ -26,7 +26,7 @@ summary_fail() { # reason
 }
 
 bins=()
-for b in src/daemon/pvusbd src/cli/pvusb tests/vm/gadget_check; do
+for b in src/daemon/pvusbd src/cli/pvusb src/usbip/pvusb-usbipd tests/vm/gadget_check tests/vm/usbfs_check; do
     [[ -x $build/$b ]] || summary_fail "$build/$b is missing: build first (ninja -C $build)"
     bins+=(--bin "$build/$b")
 done
