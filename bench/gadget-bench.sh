@@ -5,8 +5,10 @@
 # GET_DESCRIPTOR round trips) runs against a SourceSink gadget
 #   direct  with libusb on the device itself,
 #   pvusb   through pvusbd's libusb back-end and the frontend library on a local controller,
+#   pvusbip with libusb on the copy vhci-hcd makes of pvusb-usbipd's export (loopback),
 #   usbip   with libusb on the copy Linux's USB/IP (usbipd + vhci-hcd, loopback) makes,
-# and a table prints each figure with the same-boot ratios pvusb/direct and pvusb/usbip.
+# and a table prints each figure with the same-boot ratios pvusb/direct, pvusb/usbip and
+# pvusbip/usbip (our USB/IP server against Linux's, same client, same device).
 # Absolute figures under TCG mean little; the ratios are the result (testbeds.md §1).
 #
 #   bench/gadget-bench.sh [BUILD_DIR] [--quick] [--rounds N] [--base BUILD_DIR2]
@@ -42,7 +44,7 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 bins=()
-for b in src/daemon/pvusbd src/cli/pvusb bench/pvusb-bench-usb bench/pvusb-bench; do
+for b in src/daemon/pvusbd src/cli/pvusb src/usbip/pvusb-usbipd bench/pvusb-bench-usb bench/pvusb-bench; do
     [[ -x $build/$b ]] || { echo "gadget-bench: $build/$b missing: build first (ninja -C $build)" >&2; exit 1; }
     bins+=(--bin "$build/$b")
 done
@@ -131,6 +133,42 @@ done
 # Informative only: once.
 pvusb-bench-usb $Q --label malloc1 --malloc libusb "$P" || rc=1
 
+# pvusb-usbipd over loopback: pvusbd takes the gadget through libusb, pvusb-usbipd
+# exports it, the kernel's vhci-hcd imports it; the workload runs on that copy.
+pvusbip_rounds() {
+    local pid upid ok=1
+    rm -f "$PVUSB_SOCKET"
+    pvusbd -q -s "$PVUSB_SOCKET" >/tmp/pvusbd-pvusbip.log 2>&1 &
+    pid=$!
+    gadget_wait_for 10 test -S "$PVUSB_SOCKET" &&
+        pvusb usbctrl-attach usbip version=2 ports=8 >/dev/null &&
+        pvusb usbdev-attach usbip "$P" controller=0 port=1 >/dev/null || ok=0
+    pvusb-usbipd -q -n usbip -l 127.0.0.1 >/tmp/pvusb-usbipd.log 2>&1 &
+    upid=$!
+    pvusb_exported() { usbip list -r 127.0.0.1 2>/dev/null | grep -q " pvusb-1:"; }
+    if [ "$ok" = 1 ] && modprobe vhci-hcd && gadget_wait_for 10 pvusb_exported &&
+        usbip attach -r 127.0.0.1 -b pvusb-1 >/dev/null 2>&1 && gadget_wait_for 10 vhci_copy >/dev/null; then
+        V=$(vhci_copy)
+        r=0
+        while [ $((r += 1)) -le "$UROUNDS" ]; do
+            s=$(cpu_snap)
+            d0=$(( $(proc_cpu "$pid") + $(proc_cpu "$upid") ))
+            pvusb-bench-usb $Q --label "pvusbip$r" libusb "$V" || rc=1
+            cpu_report "pvusbip$r" "$s"
+            echo "CPU pvusbip$r pvusbd+pvusb-usbipd $(( $(proc_cpu "$pid") + $(proc_cpu "$upid") - d0 )) ticks"
+        done
+        usbip detach -p "$(usbip port 2>/dev/null | sed -n 's/^Port \([0-9]*\):.*/\1/p' | head -n 1)" >/dev/null 2>&1
+    else
+        echo "gadget-bench: pvusb-usbipd setup failed"; rc=1
+        tail -n 20 /tmp/pvusb-usbipd.log /tmp/pvusbd-pvusbip.log
+    fi
+    kill "$upid" 2>/dev/null; wait "$upid" || true
+    pvusb usbdev-detach usbip 0 1 >/dev/null 2>&1 || true
+    kill "$pid"; wait "$pid" || true
+    gadget_wait_for 10 no_vhci_copy || true
+}
+no_vhci_copy() { ! vhci_copy >/dev/null; }
+
 # USB/IP over loopback, last: usbip-host has crashed the kernel when URBs were
 # cancelled (the VM then ends at once). The device reappears on a vhci-hcd bus.
 vhci_copy() {
@@ -141,6 +179,7 @@ vhci_copy() {
     done
     return 1
 }
+command -v pvusb-usbipd >/dev/null && pvusbip_rounds
 exported() { usbip list -r 127.0.0.1 2>/dev/null | grep -q " $P:"; }
 if modprobe usbip-host && modprobe vhci-hcd && usbipd -D >/dev/null 2>&1 &&
     usbip bind -b "$P" >/dev/null 2>&1 && gadget_wait_for 5 exported &&
@@ -211,21 +250,25 @@ END {
     if (!n) exit
     B = ("base" in has)
     printf "\n(%d interleaved rounds; figures: median over rounds; ratios: median of per-round ratios [min-max])\n", nr
-    printf "%-17s %-4s %8s %8s %8s %8s", "case", "unit", "direct", "malloc", "usbip", "pvusb"
+    printf "%-17s %-4s %8s %8s %8s %8s %8s", "case", "unit", "direct", "malloc", "usbip", "pvusbip", "pvusb"
     if (B) printf " %8s %17s", "base", "base/direct"
-    printf " %17s %11s  %s\n", "pvusb/direct", "pvusb/usbip", "target"
+    printf " %17s %11s %13s  %s\n", "pvusb/direct", "pvusb/usbip", "pvusbip/usbip", "target"
     for (i = 0; i < n; i++) {
         c = order[i]
         pv = mpath("pvusb", c); ub = mpath("usbip", c)
         rd = mratio("pvusb", "direct", c); sd = spread
         ru = (pv != "" && ub > 0) ? pv / ub : ""
         if (c ~ /^control/ && ru != "") ru = ub / pv # faster = bigger, like MB/s
-        printf "%-17s %-4s %8s %8s %8s %8s", c, unit[c], f(mpath("direct", c), 1), f(mpath("malloc", c), 1), f(ub, 1), f(pv, 1)
+        pi = mpath("pvusbip", c)
+        rp = (pi != "" && ub > 0) ? pi / ub : ""
+        if (c ~ /^control/ && rp != "") rp = ub / pi
+        printf "%-17s %-4s %8s %8s %8s %8s %8s", c, unit[c], f(mpath("direct", c), 1), f(mpath("malloc", c), 1), f(ub, 1), f(pi, 1), f(pv, 1)
         if (B) { rb = mratio("base", "direct", c); printf " %8s %17s", f(mpath("base", c), 1), rb == "" ? "-" : f(rb, 2) " [" spread "]" }
-        printf " %17s %11s  %s\n", rd == "" ? "-" : f(rd, 2) " [" sd "]", f(ru, 2), target(c, rd, ru)
+        printf " %17s %11s %13s  %s\n", rd == "" ? "-" : f(rd, 2) " [" sd "]", f(ru, 2), f(rp, 2), target(c, rd, ru)
     }
     print "(direct: libusb with usbfs zero-copy buffers; malloc: libusb with ordinary buffers;"
-    print " control: times, so pvusb/direct <= 1.2 is the goal and pvusb/usbip is usbip time / pvusb time)"
+    print " control: times, so pvusb/direct <= 1.2 is the goal and pvusb/usbip is usbip time / pvusb time;"
+    print " usbip: Linux usbipd + usbip-host; pvusbip: pvusbd + pvusb-usbipd; both to vhci-hcd over loopback)"
     if (ref != "") printf "one eventfd round trip between two processes in this guest: %s us\n", ref
     # A pvusb round trip wakes the other process twice (request, response) where a direct
     # libusb program wakes nobody: no design with the frontend in another process gets

@@ -796,11 +796,24 @@ static void on_port(struct pvusb_front *f, unsigned port, uint8_t speed, void *a
 		s->ports[port].dirty = true;
 }
 
-/* What the conn ring said: a device to enumerate, or one gone. */
+/* URBs of a closed client still at the device on this port. */
+static bool port_busy(const struct server *s, const struct export *e)
+{
+	for (unsigned i = 0; i < s->nconns; i++)
+		if (s->conns[i]->exp == e && s->conns[i]->njobs)
+			return true;
+	return false;
+}
+
+/* What the conn ring said: a device to enumerate, or one gone. A device a
+ * client left is enumerated again (fresh address and configuration for the
+ * next client) once the URBs that client left behind are answered. */
 static void update_port(struct server *s, struct export *e)
 {
-	e->dirty = false;
 	uint8_t speed = pvusb_front_port_speed(s->f, e->port);
+	if (speed && !e->conn && port_busy(s, e))
+		return; /* stays dirty: the loop comes back soon */
+	e->dirty = false;
 	if (e->conn) {
 		if (speed)
 			return; /* a reset of the imported device: the client's business */
@@ -811,6 +824,10 @@ static void update_port(struct server *s, struct export *e)
 	if (!speed)
 		return;
 	int rc = pvusb_front_enumerate(s->f, e->port, (uint8_t)e->port, &e->dev);
+	if (rc == -EBUSY) {
+		e->dirty = true; /* other clients' URBs fill the ring: try again soon */
+		return;
+	}
 	if (rc < 0) {
 		log_warn("usbip: port %u: the device did not enumerate (%s)", e->port, strerror(-rc));
 		return;
@@ -915,7 +932,10 @@ static int step(struct server *s)
 		who[n - first_conn] = c;
 		pfd[n++] = (struct pollfd){.fd = c->state == C_CLOSING ? -1 : c->fd, .events = ev};
 	}
-	int rc = pvusb_front_wait_fds(s->f, pfd, n, -1);
+	bool pending = false; /* a port waits for a closed client's URBs to end */
+	for (unsigned p = 1; p <= s->nports; p++)
+		pending |= s->ports[p].dirty;
+	int rc = pvusb_front_wait_fds(s->f, pfd, n, pending ? 20 : -1);
 	if (rc == -EPIPE) {
 		log_err("usbip: pvusbd closed the controller; stopping");
 		return rc;

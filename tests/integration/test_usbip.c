@@ -375,6 +375,17 @@ int main(void)
 		close(kfd);
 	}
 	check_hostile("pvusb-1");
+	/* a client that vanishes with the ring full of its URBs: the device is offered again */
+	fd = import("pvusb-1", &devid);
+	CHECK(fd >= 0, "import for the vanishing client");
+	for (int i = 0; i < 24 && fd >= 0; i++)
+		submit(fd, devid, 1, true, NULL, NULL, 65536, 0, 0);
+	if (fd >= 0)
+		close(fd);
+	n = -1;
+	for (int i = 0; i < 60 && n != 1; i++, usleep(50000))
+		n = devlist(busid, &vid, &pid, &speed);
+	CHECK_EQ(n, 1, "the device is offered again after a client vanished with 24 URBs queued");
 	CHECK_EQ(devlist(busid, &vid, &pid, &speed), 1, "after all that, devlist shows the sourcesink again");
 	int status = -1;
 	kill(srv, SIGTERM);
