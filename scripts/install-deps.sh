@@ -2,7 +2,7 @@
 # Installs what pvusb needs on Debian 12, only what is missing.
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang libjson-c-dev libusb-1.0-0-dev libudev-dev
-      libclang-rt-14-dev usb.ids jq groff-base libxen-dev)
+      libclang-rt-14-dev usb.ids jq groff-base libxen-dev tshark)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -31,6 +31,8 @@ static void usage(FILE *out)
 		"  -l, --listen ADDR     address to listen on (default: every address;\n"
 		"                        USB/IP has no authentication: prefer a trusted network)\n"
 		"  -p, --port PORT       TCP port (default 3240)\n"
+		"  -w, --pcap FILE       write every URB to FILE as usbmon records (pcap,\n"
+		"                        LINKTYPE_USB_LINUX_MMAPPED), for Wireshark or tshark\n"
 		"  -q, --quiet           log warnings and errors only\n"
 		"  -h, --help            this text\n"
 		"\n"
@@ -50,10 +52,11 @@ int main(int argc, char **argv)
 		{"socket", required_argument, NULL, 's'},   {"frontend", required_argument, NULL, 'n'},
 		{"controller", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
 		{"port", required_argument, NULL, 'p'},     {"quiet", no_argument, NULL, 'q'},
+		{"pcap", required_argument, NULL, 'w'},
 		{"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
 	};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "s:n:c:l:p:qh", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "s:n:c:l:p:w:qh", opts, NULL)) != -1) {
 		char *end;
 		switch (ch) {
 		case 's':
@@ -76,6 +79,9 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 			o.port = optarg;
+			break;
+		case 'w':
+			o.pcap_path = optarg;
 			break;
 		case 'q':
 			pvusb_log_threshold = PVUSB_LOG_WARN;

@@ -18,10 +18,12 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pvusb/front.h"
 #include "pvusb/usbip.h"
+#include "pvusb/usbmon.h"
 #include "server.h"
 #include "util/log.h"
 
@@ -95,8 +97,11 @@ struct server {
 	struct conn *conns[MAX_CONNS];
 	unsigned nconns;
 	struct job *wait_head, *wait_tail;
+	FILE *pcap; /* --pcap: every URB as usbmon records */
 	bool stop;
 };
+
+static struct server *the_server; /* for the completion callback */
 
 /* ---- output ---- */
 
@@ -230,11 +235,66 @@ static void wait_remove(struct server *s, struct job *j)
 	j->waiting = false;
 }
 
+/* ---- capture (--pcap): CMD_SUBMIT as 'S', its end as 'C' (spec D.6) ---- */
+
+static uint32_t iso_extent(const struct job *j)
+{
+	uint32_t end = 0;
+	for (uint32_t k = 0; k < j->np; k++)
+		if (j->iso[k].offset + j->iso[k].actual_length > end)
+			end = j->iso[k].offset + j->iso[k].actual_length;
+	return end;
+}
+
+static void capture(const struct job *j, char type, int32_t status)
+{
+	struct server *s = the_server;
+	if (!s->pcap)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct usbmon_iso iso[USBIP_MAX_ISO_PACKETS];
+	bool submit = type == 'S', cancelled = status == USBIF_STATUS_CONNRESET && j->unlinked;
+	struct usbmon_event e = {
+		.id = (uint64_t)j->c->devid << 32 | j->h.seqnum, .type = type, .xfer_type = j->type,
+		.epnum = (uint8_t)(j->h.ep | (j->in ? 0x80 : 0)), .devnum = (uint8_t)(j->c->devid & 0xff),
+		.busnum = (uint16_t)(j->c->devid >> 16), .ts_sec = ts.tv_sec, .ts_usec = (int32_t)(ts.tv_nsec / 1000),
+		.status = submit ? -115 : status, .length = submit ? j->len : cancelled ? 0 : j->done,
+		.interval = j->h.u.submit.interval, .start_frame = j->urb.start_frame,
+		.error_count = submit ? 0 : j->urb.error_count, .xfer_flags = j->h.u.submit.transfer_flags,
+		.iso = iso, .ndesc = j->np,
+	};
+	if (submit && j->type == USBIF_PIPE_TYPE_CTRL) {
+		e.has_setup = true;
+		memcpy(e.setup, j->h.u.submit.setup, 8);
+	}
+	for (uint32_t k = 0; k < j->np; k++)
+		iso[k] = (struct usbmon_iso){submit ? 0 : j->iso[k].status, j->iso[k].offset,
+					     submit ? j->iso[k].length : j->iso[k].actual_length};
+	if (submit != j->in) { /* OUT data on the submit, IN data on the completion */
+		e.data = j->buf;
+		e.data_len = cancelled ? 0 : j->type == USBIF_PIPE_TYPE_ISOC ? (submit ? j->len : iso_extent(j))
+										: (submit ? j->len : j->done);
+	}
+	size_t n = usbmon_record_size(&e);
+	uint8_t *rec = malloc(n);
+	if (!rec)
+		return;
+	usbmon_put_record(rec, &e);
+	if (fwrite(rec, 1, n, s->pcap) != n || fflush(s->pcap) != 0) {
+		log_err("usbip: writing the capture failed (%s); capture stopped", strerror(errno));
+		fclose(s->pcap);
+		s->pcap = NULL;
+	}
+	free(rec);
+}
+
 /* The job is over: its one reply (B.8: RET_SUBMIT before RET_UNLINK when
  * the transfer won the race; RET_UNLINK alone when it was cancelled). */
 static void job_finish(struct job *j, int32_t status)
 {
 	struct conn *c = j->c;
+	capture(j, 'C', status);
 	if (j->unlinked) {
 		bool cancelled = status == USBIF_STATUS_CONNRESET || status == USBIF_STATUS_NOENT ||
 				 status == USBIF_STATUS_SHUTDOWN;
@@ -320,8 +380,6 @@ static void retry_unlinks(struct server *s)
 				j->unlink_sent_to_ring = true;
 }
 
-static struct server *the_server; /* for the completion callback */
-
 static bool needs_zlp(const struct job *j)
 {
 	return !j->in && j->type == USBIF_PIPE_TYPE_BULK &&
@@ -365,10 +423,12 @@ static void on_urb_done(struct pvusb_urb *u)
 		else if (st[0] == 0x00 && st[1] == USB_REQ_SET_CONFIGURATION)
 			memset(j->c->exp->alt, 0, sizeof(j->c->exp->alt));
 	}
-	if (j->c->state == C_CLOSING)
+	if (j->c->state == C_CLOSING) {
+		capture(j, 'C', status);
 		job_free(j);
-	else
+	} else {
 		job_finish(j, status);
+	}
 }
 
 /* ---- endpoints: USB/IP names only the endpoint number and direction ---- */
@@ -486,6 +546,7 @@ static int finish_submit(struct server *s, struct conn *c)
 	if (j->np == (uint32_t)-1) {
 		j->np = 0;
 		free(pl);
+		capture(j, 'S', 0);
 		job_finish(j, USBIF_STATUS_INVAL);
 		return 0;
 	}
@@ -514,6 +575,7 @@ static int finish_submit(struct server *s, struct conn *c)
 	u->complete = on_urb_done;
 	u->user = j;
 	u->id = -1;
+	capture(j, 'S', 0);
 	if ((j->type == USBIF_PIPE_TYPE_ISOC || j->type == USBIF_PIPE_TYPE_CTRL) && j->len > CHUNK) {
 		job_finish(j, USBIF_STATUS_INVAL); /* one ring request carries at most 64 KiB */
 		return 0;
@@ -888,6 +950,15 @@ static int setup(struct server *s)
 	for (unsigned p = 1; p <= s->nports; p++)
 		s->ports[p] = (struct export){.port = p, .dirty = true};
 	pvusb_front_on_port(s->f, on_port, s);
+	if (s->o->pcap_path) {
+		s->pcap = fopen(s->o->pcap_path, "we");
+		uint8_t gh[USBMON_PCAP_HEADER_SIZE];
+		usbmon_put_pcap_header(gh);
+		if (!s->pcap || fwrite(gh, 1, sizeof(gh), s->pcap) != sizeof(gh) || fflush(s->pcap) != 0) {
+			log_err("usbip: cannot write the capture file %s: %s", s->o->pcap_path, strerror(errno));
+			return -errno;
+		}
+	}
 	rc = listen_on(s);
 	if (rc < 0)
 		return rc;
@@ -985,5 +1056,7 @@ int usbip_server_run(const struct usbip_server_opts *o)
 		close(s.sig_fd);
 	if (s.f)
 		pvusb_front_close(s.f);
+	if (s.pcap)
+		fclose(s.pcap);
 	return rc;
 }

@@ -16,6 +16,7 @@ struct usbip_server_opts {
 	unsigned devid;        /* and its devid */
 	const char *listen;    /* address to listen on; NULL: every address */
 	const char *port;      /* TCP port, "3240" */
+	const char *pcap_path; /* capture every URB there as usbmon records; NULL: none */
 };
 
 /* Serve until SIGINT/SIGTERM (0) or a fatal error (negative errno, logged). */

@@ -22,11 +22,15 @@
 
 #include "harness.h"
 #include "pvusb/usbip.h"
+#include "pvusb/usbmon.h"
+
+#define USBMON_SNAPLEN_TEST (64 + 1024 * 16 + 300 * 1024)
 
 #define FE "usbip"
 
 static struct daemon D;
 static int tcp_port;
+static char pcap_path[128];
 
 static pid_t start_usbipd(void)
 {
@@ -35,7 +39,8 @@ static pid_t start_usbipd(void)
 	snprintf(port, sizeof(port), "%d", tcp_port);
 	pid_t pid = fork();
 	if (pid == 0) {
-		execl(bin, bin, "-q", "-s", D.sock, "-n", FE, "-l", "127.0.0.1", "-p", port, (char *)NULL);
+		execl(bin, bin, "-q", "-s", D.sock, "-n", FE, "-l", "127.0.0.1", "-p", port, "-w", pcap_path,
+		      (char *)NULL);
 		_exit(127);
 	}
 	return pid;
@@ -326,12 +331,90 @@ static void check_hostile(const char *busid)
 	close(fd);
 }
 
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The capture: a pcap of usbmon records (linktype 220), each submit with
+ * exactly one completion of the same id, the descriptor's bytes in the
+ * GET_DESCRIPTOR completion, the unlinked URB completed with -ECONNRESET.
+ * Then tshark, when installed, must decode it as USB. */
+static void check_capture(void)
+{
+	FILE *f = fopen(pcap_path, "rb");
+	CHECK(f != NULL, "the capture file exists");
+	if (!f)
+		return;
+	uint8_t gh[24];
+	CHECK(fread(gh, 1, 24, f) == 24 && le32(gh) == 0xa1b2c3d4 && le32(gh + 20) == 220,
+	      "pcap header: microseconds, linktype 220");
+	enum { MAXREC = 4096 };
+	static uint64_t sub[MAXREC];
+	unsigned nsub = 0, ncomp = 0, unmatched = 0, bad_len = 0, saw_desc = 0, saw_reset = 0;
+	uint8_t rh[16];
+	static uint8_t rec[USBMON_SNAPLEN_TEST];
+	while (fread(rh, 1, 16, f) == 16) {
+		uint32_t incl = le32(rh + 8);
+		if (incl < 64 || incl > sizeof(rec) || fread(rec, 1, incl, f) != incl) {
+			bad_len++;
+			break;
+		}
+		uint64_t id = (uint64_t)le32(rec + 4) << 32 | le32(rec);
+		bad_len += le32(rec + 36) != incl - 64;
+		if (rec[8] == 'S' && nsub < MAXREC) {
+			sub[nsub++] = id;
+		} else if (rec[8] == 'C') {
+			ncomp++;
+			unsigned k = 0;
+			while (k < nsub && sub[k] != id)
+				k++;
+			if (k == nsub)
+				unmatched++;
+			else
+				sub[k] = ~0ull; /* one completion per submit */
+			if (rec[9] == 2 && le32(rec + 32) == 18 && incl == 64 + 18 && rec[64] == 18 && rec[65] == 1)
+				saw_desc++;
+			if ((int32_t)le32(rec + 28) == -104)
+				saw_reset++;
+		}
+	}
+	fclose(f);
+	CHECK(bad_len == 0, "every record's len_cap matches its length");
+	CHECK(nsub > 20, "the capture holds the traffic (%u submits)", nsub);
+	CHECK_EQ(unmatched, 0, "no completion without its submit");
+	CHECK(saw_desc > 0, "a GET_DESCRIPTOR completion carries the 18 descriptor bytes");
+	CHECK(saw_reset > 0, "the unlinked URB completes with -ECONNRESET");
+	CHECK(ncomp <= nsub, "at most one completion per submit (%u for %u)", ncomp, nsub);
+	if (system("command -v tshark >/dev/null 2>&1") != 0) {
+		printf("tshark is not installed: the capture was not decoded by Wireshark's dissector\n");
+		return;
+	}
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "tshark -r %s 2>/dev/null", pcap_path);
+	FILE *p = popen(cmd, "r");
+	char line[512];
+	unsigned lines = 0, desc = 0, iso = 0, bulk = 0, bad = 0;
+	while (p && fgets(line, sizeof(line), p)) {
+		lines++;
+		desc += strstr(line, "GET DESCRIPTOR Response DEVICE") != NULL;
+		iso += strstr(line, "URB_ISOCHRONOUS") != NULL;
+		bulk += strstr(line, "URB_BULK") != NULL;
+		bad += strstr(line, "Malformed") != NULL || strstr(line, "appears to have been cut short") != NULL;
+	}
+	CHECK(p && pclose(p) == 0, "tshark reads the capture");
+	CHECK_EQ(lines, nsub + ncomp, "tshark: one line per record");
+	CHECK(desc > 0 && iso > 0 && bulk > 0, "tshark decodes GET DESCRIPTOR, isochronous and bulk URBs");
+	CHECK_EQ(bad, 0, "tshark: no malformed record");
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	if (daemon_start(&D) < 0)
 		return 1;
 	tcp_port = 20000 + (int)(getpid() % 20000);
+	snprintf(pcap_path, sizeof(pcap_path), "%s/capture.pcap", D.dir);
 	char img[128];
 	snprintf(img, sizeof(img), "%s/disk.img", D.dir);
 	CHECK(daemon_ok(&D, "{\"cmd\":\"hc-create\",\"frontend\":\"" FE "\",\"usb-ver\":2,\"ports\":4}"),
@@ -391,6 +474,7 @@ int main(void)
 	kill(srv, SIGTERM);
 	waitpid(srv, &status, 0);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pvusb-usbipd exits 0 on SIGTERM");
+	check_capture();
 	daemon_stop(&D);
 	return t_summary("usbip");
 }
