@@ -557,6 +557,7 @@ static int finish_submit(struct server *s, struct conn *c)
 		struct usbip_iso_desc d;
 		if (usbip_get_iso_desc(pl + data + (size_t)k * USBIP_ISO_DESC_SIZE, j->len, &d) < 0) {
 			free(pl);
+			job_free(j); /* never sent anywhere: nothing will answer it */
 			return -EPROTO;
 		}
 		j->iso[k] = (struct usbif_iso_desc){.offset = d.offset, .length = d.length};
@@ -1056,6 +1057,15 @@ int usbip_server_run(const struct usbip_server_opts *o)
 		close(s.sig_fd);
 	if (s.f)
 		pvusb_front_close(s.f);
+	/* what pvusbd did not answer in time: no callback can come any more */
+	for (unsigned i = 0; i < s.nconns; i++) {
+		while (s.conns[i]->jobs)
+			job_free(s.conns[i]->jobs);
+		if (s.conns[i]->fd >= 0)
+			close(s.conns[i]->fd);
+		free(s.conns[i]->out);
+		free(s.conns[i]);
+	}
 	if (s.pcap)
 		fclose(s.pcap);
 	return rc;

@@ -408,6 +408,64 @@ static void check_capture(void)
 	CHECK_EQ(bad, 0, "tshark: no malformed record");
 }
 
+/* Clients sending noise after a valid import, in random pieces (a fixed seed,
+ * so a failure repeats): each loses its connection or gets replies; the
+ * server stays up and keeps serving. Headers are often valid SUBMITs with
+ * random fields, so the payload and unlink paths see garbage too. */
+static void check_noise(const char *busid)
+{
+	uint32_t rng = 12345;
+	unsigned imported = 0;
+	for (int round = 0; round < 150; round++) {
+		uint32_t devid;
+		int fd = import(busid, &devid);
+		if (fd < 0) {
+			usleep(20000);
+			continue;
+		}
+		imported++;
+		struct timeval tv = {.tv_usec = 20000};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		uint8_t buf[2048];
+		for (int k = 0; k < 8; k++) {
+			size_t n = 0;
+			while (n + 48 <= sizeof(buf) && (rng = rng * 1103515245 + 12345) % 4) {
+				struct usbip_header h = {.command = 1 + (rng >> 8) % 2, .seqnum = rng >> 4,
+							 .devid = (rng >> 20) % 8 ? devid : rng, .direction = (rng >> 3) % 2,
+							 .ep = (rng >> 5) % 6};
+				h.u.submit.transfer_buffer_length = (int32_t)((rng >> 11) % 3 ? (rng >> 9) % 300 : rng);
+				h.u.submit.number_of_packets = (int32_t)((rng >> 13) % 40) - 4;
+				h.u.unlink.unlink_seqnum = h.u.submit.transfer_flags;
+				usbip_put_header(buf + n, &h);
+				n += 48;
+			}
+			for (size_t i = n; i < n + 64 && i < sizeof(buf); i++)
+				buf[i] = (uint8_t)((rng = rng * 1103515245 + 12345) >> 16);
+			send(fd, buf, n + 64 < sizeof(buf) ? n + 64 : sizeof(buf), MSG_NOSIGNAL);
+			while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+				;
+		}
+		close(fd);
+	}
+	CHECK(imported > 100, "noise: %u of 150 noisy clients imported the device", imported);
+	char b[32];
+	uint16_t vid, pid;
+	uint32_t speed;
+	int n = -1;
+	for (int i = 0; i < 60 && n != 1; i++, usleep(50000))
+		n = devlist(b, &vid, &pid, &speed);
+	CHECK_EQ(n, 1, "after 150 noisy clients the device is offered again");
+	uint32_t devid;
+	int fd = import(busid, &devid);
+	struct reply r = {0};
+	uint8_t dd[18];
+	CHECK(fd >= 0 && control(fd, devid, 0x80, 6, 0x0100, 0, dd, 18, &r) == 18,
+	      "and a well-behaved client gets its descriptor");
+	free(r.data);
+	if (fd >= 0)
+		close(fd);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -458,6 +516,7 @@ int main(void)
 		close(kfd);
 	}
 	check_hostile("pvusb-1");
+	check_noise("pvusb-1");
 	/* a client that vanishes with the ring full of its URBs: the device is offered again */
 	fd = import("pvusb-1", &devid);
 	CHECK(fd >= 0, "import for the vanishing client");
