@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,11 +125,43 @@ static void out_flush(struct conn *c)
 		c->out_off = c->out_len = 0;
 }
 
-/* Queue one whole reply (never interleaved with another) and try to send. */
+/* Send a reply straight from its buffers when nothing waits before it; the
+ * bytes sent, or 0 when the socket took nothing. */
+static size_t send_direct(struct conn *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+	if (c->out_len)
+		return 0; /* keep the order */
+	struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+	struct msghdr m = {.msg_iov = iov, .msg_iovlen = blen ? 2 : 1};
+	ssize_t n;
+	do
+		n = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno != EAGAIN)
+			c->state = C_CLOSING; /* the client went away */
+		return 0;
+	}
+	return (size_t)n;
+}
+
+/* Send one whole reply (never interleaved with another); what the socket
+ * does not take now is queued. */
 static void out_put(struct conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
 	if (c->state == C_CLOSING)
 		return;
+	size_t sent = send_direct(c, a, alen, b, blen);
+	if (c->state == C_CLOSING || sent == alen + blen)
+		return;
+	if (sent >= alen) { /* the header went: queue the rest of the data */
+		b = (const uint8_t *)b + (sent - alen);
+		blen -= sent - alen;
+		alen = 0;
+	} else {
+		a = (const uint8_t *)a + sent;
+		alen -= sent;
+	}
 	size_t need = c->out_len + alen + blen;
 	if (need > c->out_cap) {
 		size_t cap = c->out_cap ? c->out_cap : 4096;
@@ -143,11 +176,11 @@ static void out_put(struct conn *c, const void *a, size_t alen, const void *b, s
 		c->out = p;
 		c->out_cap = cap;
 	}
-	memcpy(c->out + c->out_len, a, alen);
+	if (alen)
+		memcpy(c->out + c->out_len, a, alen);
 	if (blen)
 		memcpy(c->out + c->out_len + alen, b, blen);
 	c->out_len += alen + blen;
-	out_flush(c);
 }
 
 static void send_ret_unlink(struct conn *c, uint32_t seqnum, int32_t status)
@@ -394,6 +427,9 @@ static void on_urb_done(struct pvusb_urb *u)
 	j->in_flight = false;
 	j->unlink_sent_to_ring = false;
 	uint32_t got = u->actual_length;
+	for (uint32_t k = 0; k < j->np; k++) /* the packets are copied by these lengths */
+		if (j->iso[k].actual_length > j->iso[k].length)
+			j->iso[k].actual_length = j->iso[k].length;
 	if (j->type == USBIF_PIPE_TYPE_ISOC || j->type == USBIF_PIPE_TYPE_CTRL) {
 		j->done = got;
 	} else {
