@@ -59,6 +59,7 @@ struct job {
 	uint8_t type; /* enum usbif_xfer_type */
 	uint16_t maxpacket;
 	bool in, waiting, in_flight, unlinked, unlink_sent_to_ring, zlp_done;
+	bool pooled; /* buf is a block of the frontend's shared pool (zero copy) */
 	uint32_t unlink_seqnum; /* the CMD_UNLINK to answer when this job ends */
 	uint8_t *buf;
 	uint32_t len, done, np;
@@ -76,8 +77,9 @@ struct conn {
 	/* input: a header, then (CMD_SUBMIT) its payload */
 	uint8_t hdr[USBIP_HEADER_SIZE];
 	size_t hdr_need, hdr_got;
-	struct job *reading; /* the submit whose payload is being read */
-	uint8_t *payload;
+	struct job *reading; /* the submit whose payload is being read: */
+	size_t data_need, data_got; /* its OUT data, straight into its buffer, */
+	uint8_t *payload;           /* then its iso descriptors */
 	size_t payload_need, payload_got;
 	/* output: replies not yet taken by the socket */
 	uint8_t *out;
@@ -99,10 +101,52 @@ struct server {
 	unsigned nconns;
 	struct job *wait_head, *wait_tail;
 	FILE *pcap; /* --pcap: every URB as usbmon records */
+	struct block *free_blocks; /* CHUNK-sized blocks of the shared pool */
 	bool stop;
 };
 
 static struct server *the_server; /* for the completion callback */
+
+/* ---- buffers: the frontend library moves data in place when they lie in
+ * its shared pool, so a job of up to CHUNK bytes borrows one such block
+ * (the pool holds POOL_BLOCKS of them); longer jobs, or all when the pool is
+ * used up, take ordinary memory that the library copies through. ---- */
+
+#define POOL_BLOCKS 128
+
+struct block {
+	struct block *next;
+};
+
+static uint8_t *buf_get(struct server *s, uint32_t len, bool *pooled)
+{
+	*pooled = false;
+	if (len > 0 && len <= CHUNK) {
+		struct block *b = s->free_blocks;
+		if (b) {
+			s->free_blocks = b->next;
+			*pooled = true;
+			return (uint8_t *)b;
+		}
+		uint8_t *p = pvusb_front_alloc(s->f, CHUNK);
+		if (p) {
+			*pooled = true;
+			return p;
+		}
+	}
+	return malloc(len ? len : 1);
+}
+
+static void buf_put(struct server *s, uint8_t *p, bool pooled)
+{
+	if (!pooled) {
+		free(p);
+		return;
+	}
+	struct block *b = (struct block *)p;
+	b->next = s->free_blocks;
+	s->free_blocks = b;
+}
 
 /* ---- output ---- */
 
@@ -247,7 +291,7 @@ static void job_free(struct job *j)
 	if (j->next)
 		j->next->prev = j->prev;
 	c->njobs--;
-	free(j->buf);
+	buf_put(the_server, j->buf, j->pooled);
 	free(j->iso);
 	free(j);
 }
@@ -529,7 +573,6 @@ static void handle_unlink(struct server *s, struct conn *c, const struct usbip_h
 /* A CMD_SUBMIT's header is in; set up the job and what is left to read. */
 static int start_submit(struct server *s, struct conn *c, const struct usbip_header *h)
 {
-	(void)s;
 	if (h->devid != c->devid)
 		return -EPROTO; /* as Linux's stub: the client is confused */
 	uint8_t addr = (uint8_t)(h->ep | (h->direction == USBIP_DIR_IN ? 0x80 : 0));
@@ -548,11 +591,14 @@ static int start_submit(struct server *s, struct conn *c, const struct usbip_hea
 	j->type = ei.type < 0 ? USBIF_PIPE_TYPE_BULK : (uint8_t)ei.type;
 	j->maxpacket = ei.maxpacket;
 	j->np = iso ? (uint32_t)h->u.submit.number_of_packets : 0;
-	j->buf = malloc(j->len ? j->len : 1);
+	j->buf = buf_get(s, j->len, &j->pooled);
 	j->iso = iso ? calloc(j->np, sizeof(*j->iso)) : NULL;
-	uint8_t *pl = payload ? malloc((size_t)payload) : NULL;
-	if (!j->buf || (iso && !j->iso) || (payload && !pl)) {
-		free(j->buf);
+	size_t data = j->in ? 0 : j->len;
+	size_t descs = (size_t)payload - data;
+	uint8_t *pl = descs ? malloc(descs) : NULL;
+	if (!j->buf || (iso && !j->iso) || (descs && !pl)) {
+		if (j->buf)
+			buf_put(s, j->buf, j->pooled);
 		free(j->iso);
 		free(j);
 		free(pl);
@@ -566,8 +612,10 @@ static int start_submit(struct server *s, struct conn *c, const struct usbip_hea
 	if (ei.type < 0)
 		j->np = (uint32_t)-1; /* marks "no such endpoint": answered once read */
 	c->reading = j;
+	c->data_need = data;
+	c->data_got = 0;
 	c->payload = pl;
-	c->payload_need = (size_t)payload;
+	c->payload_need = descs;
 	c->payload_got = 0;
 	return 0;
 }
@@ -586,12 +634,9 @@ static int finish_submit(struct server *s, struct conn *c)
 		job_finish(j, USBIF_STATUS_INVAL);
 		return 0;
 	}
-	size_t data = j->in ? 0 : j->len;
-	if (data)
-		memcpy(j->buf, pl, data);
 	for (uint32_t k = 0; k < j->np; k++) {
 		struct usbip_iso_desc d;
-		if (usbip_get_iso_desc(pl + data + (size_t)k * USBIP_ISO_DESC_SIZE, j->len, &d) < 0) {
+		if (usbip_get_iso_desc(pl + (size_t)k * USBIP_ISO_DESC_SIZE, j->len, &d) < 0) {
 			free(pl);
 			job_free(j); /* never sent anywhere: nothing will answer it */
 			return -EPROTO;
@@ -627,7 +672,10 @@ static int read_urbs(struct server *s, struct conn *c)
 	for (;;) {
 		uint8_t *dst;
 		size_t want;
-		if (c->reading) {
+		if (c->reading && c->data_got < c->data_need) {
+			dst = c->reading->buf + c->data_got;
+			want = c->data_need - c->data_got;
+		} else if (c->reading) {
 			dst = c->payload + c->payload_got;
 			want = c->payload_need - c->payload_got;
 		} else {
@@ -640,8 +688,11 @@ static int read_urbs(struct server *s, struct conn *c)
 		if (n < 0)
 			return errno == EAGAIN || errno == EINTR ? 0 : -ECONNRESET;
 		if (c->reading) {
-			c->payload_got += (size_t)n;
-			if (c->payload_got == c->payload_need) {
+			if (c->data_got < c->data_need)
+				c->data_got += (size_t)n;
+			else
+				c->payload_got += (size_t)n;
+			if (c->data_got == c->data_need && c->payload_got == c->payload_need) {
 				int rc = finish_submit(s, c);
 				if (rc < 0)
 					return rc;
@@ -657,7 +708,7 @@ static int read_urbs(struct server *s, struct conn *c)
 				int rc = start_submit(s, c, &h);
 				if (rc < 0)
 					return rc;
-				if (c->payload_need == 0 && (rc = finish_submit(s, c)) < 0)
+				if (c->data_need == 0 && c->payload_need == 0 && (rc = finish_submit(s, c)) < 0)
 					return rc;
 			}
 		}
@@ -975,7 +1026,7 @@ static int listen_on(struct server *s)
 static int setup(struct server *s)
 {
 	char err[256];
-	struct pvusb_front_opts fo = {.pool_pages = 64, .spin_us = -1};
+	struct pvusb_front_opts fo = {.pool_pages = POOL_BLOCKS * (CHUNK / 4096), .spin_us = -1};
 	int rc = pvusb_front_connect(s->o->sock_path, s->o->frontend, s->o->devid, &fo, &s->f, err, sizeof(err));
 	if (rc < 0) {
 		log_err("usbip: cannot connect to controller %s/%u: %s", s->o->frontend, s->o->devid, err);
