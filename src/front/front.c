@@ -475,7 +475,6 @@ static bool anything_arrived(void *arg)
 	       hostile;
 }
 
-/* Sleep until the backend notifies, the daemon hangs up, or timeout. */
 #define MAX_EXTRA_FDS 254
 
 /* Sleep until the backend notifies, pvusbd goes away, one of the caller's

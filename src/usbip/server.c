@@ -59,7 +59,8 @@ struct job {
 	uint8_t type; /* enum usbif_xfer_type */
 	uint16_t maxpacket;
 	bool in, waiting, in_flight, unlinked, unlink_sent_to_ring, zlp_done;
-	bool pooled; /* buf is a block of the frontend's shared pool (zero copy) */
+	bool pooled;      /* buf is a block of the frontend's shared pool (zero copy) */
+	bool no_endpoint; /* the device has no such endpoint: answered -EINVAL once read */
 	uint32_t unlink_seqnum; /* the CMD_UNLINK to answer when this job ends */
 	uint8_t *buf;
 	uint32_t len, done, np;
@@ -102,6 +103,7 @@ struct server {
 	struct job *wait_head, *wait_tail;
 	FILE *pcap; /* --pcap: every URB as usbmon records */
 	struct block *free_blocks; /* CHUNK-sized blocks of the shared pool */
+	bool unlinks_owed; /* an unlink found the ring full: retried each pass */
 	bool stop;
 };
 
@@ -312,6 +314,14 @@ static void wait_remove(struct server *s, struct job *j)
 	j->waiting = false;
 }
 
+/* An unlinked job that the device did not finish: RET_UNLINK -ECONNRESET
+ * stands in for its RET_SUBMIT (B.8). */
+static bool cancelled(const struct job *j, int32_t status)
+{
+	return j->unlinked && (status == USBIF_STATUS_CONNRESET || status == USBIF_STATUS_NOENT ||
+			       status == USBIF_STATUS_SHUTDOWN);
+}
+
 /* ---- capture (--pcap): CMD_SUBMIT as 'S', its end as 'C' (spec D.6) ---- */
 
 static uint32_t iso_extent(const struct job *j)
@@ -331,12 +341,13 @@ static void capture(const struct job *j, char type, int32_t status)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct usbmon_iso iso[USBIP_MAX_ISO_PACKETS];
-	bool submit = type == 'S', cancelled = status == USBIF_STATUS_CONNRESET && j->unlinked;
+	bool submit = type == 'S', gone = !submit && cancelled(j, status);
 	struct usbmon_event e = {
 		.id = (uint64_t)j->c->devid << 32 | j->h.seqnum, .type = type, .xfer_type = j->type,
 		.epnum = (uint8_t)(j->h.ep | (j->in ? 0x80 : 0)), .devnum = (uint8_t)(j->c->devid & 0xff),
 		.busnum = (uint16_t)(j->c->devid >> 16), .ts_sec = ts.tv_sec, .ts_usec = (int32_t)(ts.tv_nsec / 1000),
-		.status = submit ? -115 : status, .length = submit ? j->len : cancelled ? 0 : j->done,
+		.status = submit ? -115 : gone ? USBIF_STATUS_CONNRESET : status,
+		.length = submit ? j->len : gone ? 0 : j->done,
 		.interval = j->h.u.submit.interval, .start_frame = j->urb.start_frame,
 		.error_count = submit ? 0 : j->urb.error_count, .xfer_flags = j->h.u.submit.transfer_flags,
 		.iso = iso, .ndesc = j->np,
@@ -350,7 +361,7 @@ static void capture(const struct job *j, char type, int32_t status)
 					     submit ? j->iso[k].length : j->iso[k].actual_length};
 	if (submit != j->in) { /* OUT data on the submit, IN data on the completion */
 		e.data = j->buf;
-		e.data_len = cancelled ? 0 : j->type == USBIF_PIPE_TYPE_ISOC ? (submit ? j->len : iso_extent(j))
+		e.data_len = gone ? 0 : j->type == USBIF_PIPE_TYPE_ISOC ? (submit ? j->len : iso_extent(j))
 										: (submit ? j->len : j->done);
 	}
 	size_t n = usbmon_record_size(&e);
@@ -372,15 +383,11 @@ static void job_finish(struct job *j, int32_t status)
 {
 	struct conn *c = j->c;
 	capture(j, 'C', status);
-	if (j->unlinked) {
-		bool cancelled = status == USBIF_STATUS_CONNRESET || status == USBIF_STATUS_NOENT ||
-				 status == USBIF_STATUS_SHUTDOWN;
-		if (!cancelled)
-			send_ret_submit(c, j, status);
-		send_ret_unlink(c, j->unlink_seqnum, cancelled ? USBIF_STATUS_CONNRESET : 0);
-	} else {
+	bool gone = cancelled(j, status);
+	if (!gone)
 		send_ret_submit(c, j, status);
-	}
+	if (j->unlinked)
+		send_ret_unlink(c, j->unlink_seqnum, gone ? USBIF_STATUS_CONNRESET : 0);
 	job_free(j);
 }
 
@@ -408,53 +415,71 @@ static void wait_push(struct server *s, struct job *j)
 	s->wait_tail = j;
 }
 
-/* Give the job's next piece to the ring, or queue it until a slot frees. */
+/* Hand the job's current piece to the ring: -EBUSY when the ring is full
+ * (the job is untouched), else 0 (in flight, or answered when refused). */
+static int submit_job(struct server *s, struct job *j)
+{
+	int rc = pvusb_front_submit(s->f, &j->urb);
+	if (rc == -EBUSY)
+		return rc;
+	if (rc < 0)
+		job_finish(j, rc == -EINVAL ? USBIF_STATUS_INVAL : USBIF_STATUS_SHUTDOWN);
+	else
+		j->in_flight = true;
+	return 0;
+}
+
+/* Give the job's next piece to the ring, or queue it, behind any job that
+ * waits already, until a slot frees. */
 static void job_start(struct server *s, struct job *j)
 {
 	job_prepare_chunk(j);
-	if (s->wait_head) {
-		wait_push(s, j); /* keep the order */
-		return;
-	}
-	int rc = pvusb_front_submit(s->f, &j->urb);
-	if (rc == -EBUSY) {
+	if (s->wait_head || submit_job(s, j) == -EBUSY)
 		wait_push(s, j);
-		return;
-	}
-	if (rc < 0) {
-		job_finish(j, rc == -EINVAL ? USBIF_STATUS_INVAL : USBIF_STATUS_SHUTDOWN);
-		return;
-	}
-	j->in_flight = true;
 }
 
-/* Submit waiting jobs while the ring has room; retry unlinks that found it full. */
+/* Submit waiting jobs while the ring has room. */
 static void drain_waiting(struct server *s)
 {
 	while (s->wait_head) {
 		struct job *j = s->wait_head;
-		int rc = pvusb_front_submit(s->f, &j->urb);
-		if (rc == -EBUSY)
-			return;
-		s->wait_head = j->wait_next;
+		s->wait_head = j->wait_next; /* off the queue first: submit_job may free it */
 		if (!s->wait_head)
 			s->wait_tail = NULL;
 		j->waiting = false;
 		j->wait_next = NULL;
-		if (rc < 0)
-			job_finish(j, rc == -EINVAL ? USBIF_STATUS_INVAL : USBIF_STATUS_SHUTDOWN);
-		else
-			j->in_flight = true;
+		if (submit_job(s, j) == -EBUSY) { /* back at the head */
+			j->waiting = true;
+			j->wait_next = s->wait_head;
+			s->wait_head = j;
+			if (!s->wait_tail)
+				s->wait_tail = j;
+			return;
+		}
 	}
+}
+
+/* Ask the ring to cancel an in-flight job; when the ring is full, the loop
+ * asks again on its next pass (retry_unlinks). */
+static void ask_unlink(struct server *s, struct job *j)
+{
+	if (j->unlink_sent_to_ring)
+		return;
+	if (pvusb_front_unlink(s->f, &j->urb) == -EBUSY)
+		s->unlinks_owed = true;
+	else
+		j->unlink_sent_to_ring = true;
 }
 
 static void retry_unlinks(struct server *s)
 {
+	if (!s->unlinks_owed)
+		return;
+	s->unlinks_owed = false;
 	for (unsigned i = 0; i < s->nconns; i++)
 		for (struct job *j = s->conns[i]->jobs; j; j = j->next)
-			if (j->in_flight && j->unlinked && !j->unlink_sent_to_ring &&
-			    pvusb_front_unlink(s->f, &j->urb) != -EBUSY)
-				j->unlink_sent_to_ring = true;
+			if (j->in_flight && j->unlinked)
+				ask_unlink(s, j);
 }
 
 static bool needs_zlp(const struct job *j)
@@ -518,6 +543,15 @@ struct ep_info {
 	uint16_t maxpacket;
 };
 
+/* The configuration's descriptors in order, starting from p == NULL; NULL
+ * past the last one or at one whose length does not fit. */
+static const uint8_t *next_desc(const struct export *e, const uint8_t *p)
+{
+	const uint8_t *end = e->dev.config + e->dev.config_len;
+	p = p ? p + p[0] : e->dev.config;
+	return end - p >= 2 && p[0] >= 2 && p[0] <= end - p ? p : NULL;
+}
+
 /* Find endpoint `addr` in the configuration, preferring the alternate setting
  * the client selected on its interface. */
 static struct ep_info find_ep(const struct export *e, uint8_t addr)
@@ -525,9 +559,8 @@ static struct ep_info find_ep(const struct export *e, uint8_t addr)
 	static const int type_of[4] = {USBIF_PIPE_TYPE_CTRL, USBIF_PIPE_TYPE_ISOC, USBIF_PIPE_TYPE_BULK,
 				       USBIF_PIPE_TYPE_INT};
 	struct ep_info any = {.type = -1}, cur = {.type = -1};
-	const uint8_t *p = e->dev.config, *end = p + e->dev.config_len;
 	int intf = -1, alt = -1;
-	while (end - p >= 2 && p[0] >= 2 && p[0] <= end - p) {
+	for (const uint8_t *p = NULL; (p = next_desc(e, p));) {
 		if (p[1] == 4 && p[0] >= 9) {
 			intf = p[2];
 			alt = p[3];
@@ -538,7 +571,6 @@ static struct ep_info find_ep(const struct export *e, uint8_t addr)
 			if (intf >= 0 && intf < 32 && e->alt[intf] == alt)
 				cur = ei;
 		}
-		p += p[0];
 	}
 	return cur.type >= 0 ? cur : any;
 }
@@ -556,7 +588,9 @@ static struct job *find_job(struct conn *c, uint32_t seqnum)
 static void handle_unlink(struct server *s, struct conn *c, const struct usbip_header *h)
 {
 	struct job *j = find_job(c, h->u.unlink.unlink_seqnum);
-	if (!j || j->unlinked || c->reading == j) {
+	/* (a job whose payload is still being read cannot be named: on a byte
+	 * stream this unlink came after all of it) */
+	if (!j || j->unlinked) {
 		send_ret_unlink(c, h->seqnum, 0); /* unknown or finished: B.8 case 3 */
 		return;
 	}
@@ -565,8 +599,8 @@ static void handle_unlink(struct server *s, struct conn *c, const struct usbip_h
 	if (j->waiting) {
 		wait_remove(s, j);
 		job_finish(j, USBIF_STATUS_CONNRESET);
-	} else if (j->in_flight && pvusb_front_unlink(s->f, &j->urb) != -EBUSY) {
-		j->unlink_sent_to_ring = true;
+	} else if (j->in_flight) {
+		ask_unlink(s, j);
 	}
 }
 
@@ -609,8 +643,7 @@ static int start_submit(struct server *s, struct conn *c, const struct usbip_hea
 		c->jobs->prev = j;
 	c->jobs = j;
 	c->njobs++;
-	if (ei.type < 0)
-		j->np = (uint32_t)-1; /* marks "no such endpoint": answered once read */
+	j->no_endpoint = ei.type < 0;
 	c->reading = j;
 	c->data_need = data;
 	c->data_got = 0;
@@ -627,13 +660,6 @@ static int finish_submit(struct server *s, struct conn *c)
 	c->reading = NULL;
 	uint8_t *pl = c->payload;
 	c->payload = NULL;
-	if (j->np == (uint32_t)-1) {
-		j->np = 0;
-		free(pl);
-		capture(j, 'S', 0);
-		job_finish(j, USBIF_STATUS_INVAL);
-		return 0;
-	}
 	for (uint32_t k = 0; k < j->np; k++) {
 		struct usbip_iso_desc d;
 		if (usbip_get_iso_desc(pl + (size_t)k * USBIP_ISO_DESC_SIZE, j->len, &d) < 0) {
@@ -658,11 +684,12 @@ static int finish_submit(struct server *s, struct conn *c)
 	u->user = j;
 	u->id = -1;
 	capture(j, 'S', 0);
-	if ((j->type == USBIF_PIPE_TYPE_ISOC || j->type == USBIF_PIPE_TYPE_CTRL) && j->len > CHUNK) {
-		job_finish(j, USBIF_STATUS_INVAL); /* one ring request carries at most 64 KiB */
-		return 0;
-	}
-	job_start(s, j);
+	/* one ring request carries at most 64 KiB: only bulk and interrupt split */
+	bool one_request = j->type == USBIF_PIPE_TYPE_ISOC || j->type == USBIF_PIPE_TYPE_CTRL;
+	if (j->no_endpoint || (one_request && j->len > CHUNK))
+		job_finish(j, USBIF_STATUS_INVAL);
+	else
+		job_start(s, j);
 	return 0;
 }
 
@@ -744,12 +771,9 @@ static void device_record(const struct server *s, const struct export *e, struct
 static unsigned interfaces(const struct export *e, struct usbip_interface *out, unsigned max)
 {
 	unsigned n = 0;
-	const uint8_t *p = e->dev.config, *end = p + e->dev.config_len;
-	while (end - p >= 2 && p[0] >= 2 && p[0] <= end - p && n < max) {
+	for (const uint8_t *p = NULL; n < max && (p = next_desc(e, p));)
 		if (p[1] == 4 && p[0] >= 9 && p[3] == 0)
 			out[n++] = (struct usbip_interface){p[5], p[6], p[7]};
-		p += p[0];
-	}
 	return n;
 }
 
@@ -853,10 +877,12 @@ static int read_request(struct server *s, struct conn *c)
 
 /* ---- connections ---- */
 
+/* Closing, by us or because the socket failed: drop what the device has not
+ * seen, cancel what it has (those jobs end in on_urb_done, with no reply).
+ * Safe to call again. */
 static void conn_close(struct server *s, struct conn *c)
 {
-	if (c->state != C_CLOSING)
-		c->state = C_CLOSING;
+	c->state = C_CLOSING;
 	if (c->exp && c->exp->conn == c) {
 		log_info("usbip: pvusb-%u released", c->exp->port);
 		c->exp->conn = NULL;
@@ -870,10 +896,9 @@ static void conn_close(struct server *s, struct conn *c)
 		} else if (j->waiting) {
 			wait_remove(s, j);
 			job_free(j);
-		} else if (j->in_flight && !j->unlink_sent_to_ring) {
+		} else if (j->in_flight) {
 			j->unlinked = true;
-			if (pvusb_front_unlink(s->f, &j->urb) != -EBUSY)
-				j->unlink_sent_to_ring = true;
+			ask_unlink(s, j);
 		}
 	}
 	free(c->payload);
@@ -904,8 +929,7 @@ static void reap(struct server *s)
 		if (c->state != C_CLOSING && c->close_after_flush && c->out_len == 0)
 			conn_close(s, c);
 		if (c->state == C_CLOSING && c->fd >= 0) {
-			if (c->exp && c->exp->conn == c)
-				conn_close(s, c);
+			conn_close(s, c); /* also when a failed send set C_CLOSING */
 			close(c->fd);
 			c->fd = -1;
 		}
