@@ -435,7 +435,6 @@ static void check_noise(const char *busid)
 							 .ep = (rng >> 5) % 6};
 				h.u.submit.transfer_buffer_length = (int32_t)((rng >> 11) % 3 ? (rng >> 9) % 300 : rng);
 				h.u.submit.number_of_packets = (int32_t)((rng >> 13) % 40) - 4;
-				h.u.unlink.unlink_seqnum = h.u.submit.transfer_flags;
 				usbip_put_header(buf + n, &h);
 				n += 48;
 			}
