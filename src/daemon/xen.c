@@ -315,38 +315,38 @@ static void connect(struct pvusbd *d, struct pvusbd_xen *x, struct xen_ctrl *c)
 {
 	struct pvusb_xen_rings r = {0};
 	struct pvusb_xport *xp;
-	struct pvusb_ring_journal *j = NULL;
 	char err[200], peer[64];
 	int rc = read_rings(x, c, &r, err, sizeof(err));
 	if (rc == 0) {
 		snprintf(peer, sizeof(peer), "xen:dom%u/%u", c->domid, c->devid);
 		rc = pvusb_xen_xport_create(&r, peer, &xp, err, sizeof(err));
 	}
-	struct pvusb_journal_ident id = {.domid = c->domid, .devid = c->devid, .urb_ref = r.urb_ref,
-					 .conn_ref = r.conn_ref, .evtchn = r.evtchn};
-	bool resuming = c->resume;
-	c->resume = false; /* once: a frontend that starts over gets fresh rings */
-	int resumed = 0;
-	if (rc == 0 && resuming && (resumed = rc = resume(x, c, xp, &id, &j, err, sizeof(err))) < 0) {
-		xp->ops->close(xp);
-	} else if (rc == 0) {
-		if (!resuming)
-			j = new_journal(x, c, xp, &id);
-		if ((rc = pvusb_hc_set_journal(c->hc, j)) == 0)
-			rc = pvusb_hc_connect(c->hc, xp);
-		if (rc < 0) {
-			pvusb_hc_set_journal(c->hc, NULL);
-			pvusb_journal_close(j, true);
-			j = NULL;
-			xp->ops->close(xp);
-			snprintf(err, sizeof(err), "cannot connect the rings: %s", strerror(-rc));
-		}
-	}
-	if (resumed == -EBUSY) {
-		cannot_resume(x, c, err);
+	if (rc < 0) {
+		refuse(x, c, err);
 		return;
 	}
+	struct pvusb_journal_ident id = {.domid = c->domid, .devid = c->devid, .urb_ref = r.urb_ref,
+					 .conn_ref = r.conn_ref, .evtchn = r.evtchn};
+	struct pvusb_ring_journal *j = NULL;
+	bool resuming = c->resume;
+	c->resume = false; /* once: a frontend that starts over gets fresh rings */
+	rc = resuming ? resume(x, c, xp, &id, &j, err, sizeof(err)) : 0;
 	if (rc < 0) {
+		xp->ops->close(xp);
+		if (rc == -EBUSY) /* not hostile, just not resumable */
+			cannot_resume(x, c, err);
+		else
+			refuse(x, c, err);
+		return;
+	}
+	if (!resuming)
+		j = new_journal(x, c, xp, &id);
+	if ((rc = pvusb_hc_set_journal(c->hc, j)) == 0 && (rc = pvusb_hc_connect(c->hc, xp)) < 0)
+		pvusb_hc_set_journal(c->hc, NULL);
+	if (rc < 0) {
+		pvusb_journal_close(j, true);
+		xp->ops->close(xp);
+		snprintf(err, sizeof(err), "cannot connect the rings: %s", strerror(-rc));
 		refuse(x, c, err);
 		return;
 	}
