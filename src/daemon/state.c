@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -162,19 +163,36 @@ struct xen_dev_rec {
 	unsigned devid, port;
 	char device[sizeof(((struct pvusbd_port *)0)->device)];
 };
-static struct xen_dev_rec xen_devs[PVUSBD_MAX_HCS * 4];
-static unsigned n_xen_devs;
+static struct xen_dev_rec *xen_devs; /* as many as the state file has */
+static unsigned n_xen_devs, cap_xen_devs;
+
+static struct xen_dev_rec *xen_dev_new(void)
+{
+	if (n_xen_devs == cap_xen_devs) {
+		unsigned cap = cap_xen_devs ? 2 * cap_xen_devs : 16;
+		struct xen_dev_rec *p = realloc(xen_devs, cap * sizeof(*p));
+		if (!p)
+			return NULL;
+		xen_devs = p;
+		cap_xen_devs = cap;
+	}
+	return &xen_devs[n_xen_devs++];
+}
 
 static void note_xen_devices(const char *fe, int devid, int ports, json_object *devs)
 {
 	size_t n = json_object_is_type(devs, json_type_array) ? json_object_array_length(devs) : 0;
-	for (size_t i = 0; i < n && n_xen_devs < sizeof(xen_devs) / sizeof(xen_devs[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		json_object *o = json_object_array_get_idx(devs, i);
 		int port = jint(o, "port", 1, ports);
 		const char *dev = pvusbd_get_str(o, "device"), *busid = pvusbd_get_str(o, "busid");
 		if (port < 0 || !dev || !*dev || strlen(dev) >= sizeof(xen_devs[0].device) || (busid && *busid))
 			continue; /* host devices come back from port/N */
-		struct xen_dev_rec *r = &xen_devs[n_xen_devs++];
+		struct xen_dev_rec *r = xen_dev_new();
+		if (!r) {
+			log_err("state: out of memory: %s/%d port %d not restored", fe, devid, port);
+			return;
+		}
 		snprintf(r->frontend, sizeof(r->frontend), "%s", fe);
 		r->devid = (unsigned)devid;
 		r->port = (unsigned)port;
@@ -193,7 +211,9 @@ const char *pvusbd_state_xen_device(const char *frontend, unsigned devid, unsign
 
 void pvusbd_state_xen_forget(void)
 {
-	n_xen_devs = 0;
+	free(xen_devs);
+	xen_devs = NULL;
+	n_xen_devs = cap_xen_devs = 0;
 }
 
 static void load_controller(struct pvusbd *d, json_object *o)
